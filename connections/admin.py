@@ -1,0 +1,146 @@
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from django.utils import timezone
+
+from connections.catalog import validate_auth, validate_base_url, validate_hosts, validate_rate_limits
+from connections.models import ApiKey, Connection, Function, Integration, Organization
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin):
+    list_display = ["name", "created_at"]
+    search_fields = ["name"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ["key_id", "organization", "name", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["organization", ("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["key_id", "name", "organization__name"]
+    readonly_fields = ["key_id", "created_at", "last_used_at"]
+    actions = ["revoke"]
+
+    def get_fields(self, request, obj=None):
+        return ["organization", "name"] if obj is None else ["organization", "name", "key_id", "created_at", "last_used_at", "revoked_at"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        api_key, full_key = ApiKey.generate(obj.organization, name=obj.name)
+        obj.pk = api_key.pk
+        messages.warning(request, f"New API key (shown once, copy it now): {full_key}")
+
+    @admin.action(description="Revoke selected keys")
+    def revoke(self, request, queryset):
+        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.message_user(request, f"Revoked {count} key(s).")
+
+
+class IntegrationForm(forms.ModelForm):
+    oauth_client_secret = forms.CharField(
+        required=False, widget=forms.PasswordInput(render_value=False),
+        help_text="OAuth2 only. Write-only: leave empty to keep the stored secret.",
+    )
+
+    class Meta:
+        model = Integration
+        fields = "__all__"
+
+    def clean(self):
+        data = super().clean()
+        auth = {"scheme": data.get("auth_scheme"), **(data.get("auth_config") or {})}
+        errors = (validate_base_url(data.get("base_url", "")) + validate_auth(auth)
+                  + validate_rate_limits(data.get("rate_limits") or []) + validate_hosts(data.get("allowed_override_hosts") or []))
+        if errors:
+            raise forms.ValidationError(errors)
+        return data
+
+    def save(self, commit=True):
+        if self.cleaned_data.get("oauth_client_secret"):
+            self.instance.set_oauth_client_secret(self.cleaned_data["oauth_client_secret"])
+        return super().save(commit)
+
+
+class FunctionInline(admin.TabularInline):
+    model = Function
+    fields = ["name", "type", "description"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Integration)
+class IntegrationAdmin(admin.ModelAdmin):
+    form = IntegrationForm
+    list_display = ["slug", "name", "auth_scheme", "base_url", "enabled", "connection_count"]
+    list_filter = ["enabled", "auth_scheme"]
+    search_fields = ["slug", "name", "base_url"]
+    inlines = [FunctionInline]
+
+    @admin.display(description="Connections")
+    def connection_count(self, obj):
+        return obj.connections.count()
+
+
+@admin.register(Function)
+class FunctionAdmin(admin.ModelAdmin):
+    list_display = ["name", "type", "integration"]
+    list_filter = ["type", "integration"]
+    search_fields = ["name"]
+    readonly_fields = ["integration", "name", "type", "description", "parameters_json"]
+    exclude = ["parameters"]
+
+    @admin.display(description="Parameters (JSON schema)")
+    def parameters_json(self, obj):
+        return json.dumps(obj.parameters, indent=2)
+
+    def has_add_permission(self, request):
+        return False
+
+
+class ConnectionForm(forms.ModelForm):
+    new_credentials = forms.JSONField(
+        required=False, widget=forms.Textarea(attrs={"rows": 3}),
+        help_text='Write-only JSON, e.g. {"token": "..."}. Stored encrypted and never shown. Leave empty to keep the current credentials.',
+    )
+
+    class Meta:
+        model = Connection
+        fields = ["organization", "integration", "end_user_id", "label", "end_user_email", "end_user_organization_name",
+                  "status", "status_detail"]
+
+    def clean(self):
+        data = super().clean()
+        credentials = data.get("new_credentials")
+        if self.instance.pk is None and not credentials:
+            self.add_error("new_credentials", "Credentials are required for a new connection.")
+        elif credentials and data.get("integration"):
+            for error in data["integration"].scheme.validate_credentials(credentials):
+                self.add_error("new_credentials", error)
+        return data
+
+    def save(self, commit=True):
+        if self.cleaned_data.get("new_credentials"):
+            self.instance.credentials = self.cleaned_data["new_credentials"]
+        return super().save(commit)
+
+
+@admin.register(Connection)
+class ConnectionAdmin(admin.ModelAdmin):
+    form = ConnectionForm
+    list_display = ["id", "integration", "end_user_id", "organization", "status", "created_at", "last_used_at"]
+    list_filter = ["status", "integration", "organization"]
+    search_fields = ["end_user_id", "label", "end_user_email"]
+    readonly_fields = ["created_at", "updated_at", "last_used_at"]
+    list_select_related = ["integration", "organization"]
+
+    def save_model(self, request, obj, form, change):
+        token = None if change else obj.issue_account_token()
+        super().save_model(request, obj, form, change)
+        if token:
+            messages.warning(request, f"Account token for this connection (shown once, copy it now): {token}")

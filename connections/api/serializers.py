@@ -1,0 +1,45 @@
+from rest_framework import serializers
+
+from connections.models import Connection, Function, Integration
+
+
+class IntegrationSerializer(serializers.ModelSerializer):
+    passthrough_function = serializers.CharField(source="passthrough_function_name", read_only=True)
+
+    class Meta:
+        model = Integration
+        fields = ["slug", "name", "description", "base_url", "auth_scheme", "categories", "rate_limits",
+                  "allowed_override_hosts", "docs_url", "logo_url", "passthrough_function"]
+
+
+class FunctionSerializer(serializers.ModelSerializer):
+    integration = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = Function
+        fields = ["name", "description", "parameters", "type", "integration"]
+
+
+class ConnectionSerializer(serializers.ModelSerializer):
+    integration = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = Connection
+        fields = ["id", "integration", "end_user_id", "label", "end_user_email", "end_user_organization_name",
+                  "status", "status_detail", "created_at", "updated_at", "last_used_at"]
+
+
+class ConnectionCreatedSerializer(ConnectionSerializer):
+    account_token = serializers.CharField(read_only=True, help_text="Shown once. Store it: it cannot be retrieved again.")
+
+    class Meta(ConnectionSerializer.Meta):
+        fields = ConnectionSerializer.Meta.fields + ["account_token"]
+
+
+class ConnectionCreateSerializer(serializers.Serializer):
+    integration = serializers.CharField(help_text="Integration slug.")
+    end_user_id = serializers.CharField(max_length=255)
+    credentials = serializers.JSONField(help_text="Scheme-specific, e.g. {\"token\": \"...\"} for bearer. Never shown back.")
+    label = serializers.CharField(max_length=255, required=False, default="")
+    end_user_email = serializers.CharField(max_length=255, required=False, default="")
+    end_user_organization_name = serializers.CharField(max_length=255, required=False, default="")

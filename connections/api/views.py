@@ -1,0 +1,97 @@
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.response import Response
+
+from connections import services
+from connections.api.serializers import (
+    ConnectionCreatedSerializer,
+    ConnectionCreateSerializer,
+    ConnectionSerializer,
+    FunctionSerializer,
+    IntegrationSerializer,
+)
+from connections.models import Connection, Function, Integration
+from integration_platform.errors import InvalidInput
+
+
+class IntegrationViewSet(viewsets.ReadOnlyModelViewSet):
+    """The catalog: every enabled integration."""
+
+    serializer_class = IntegrationSerializer
+    lookup_field = "slug"
+    queryset = Integration.objects.filter(enabled=True)
+    pagination_class = None
+
+
+FUNCTION_TYPES = {"passthrough": True, "action": False, "query": False}
+
+
+class FunctionViewSet(viewsets.ReadOnlyModelViewSet):
+    """Functions of enabled integrations (today: one `<slug>-passthrough-request` each)."""
+
+    serializer_class = FunctionSerializer
+    lookup_field = "name"
+    lookup_value_regex = "[^/]+"
+
+    @extend_schema(parameters=[
+        OpenApiParameter("type", description="passthrough (ACTION and QUERY list nothing)."),
+        OpenApiParameter("integration", description="Integration slug."),
+    ])
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    def get_queryset(self):
+        functions = Function.objects.filter(integration__enabled=True).select_related("integration")
+        if self.action != "list":
+            return functions
+        kind = self.request.query_params.get("type")
+        if kind is not None:
+            if kind.lower() not in FUNCTION_TYPES:
+                raise InvalidInput("Invalid input.", ["type: Must be passthrough, action or query."])
+            if not FUNCTION_TYPES[kind.lower()]:
+                return functions.none()
+        if integration := self.request.query_params.get("integration"):
+            functions = functions.filter(integration__slug=integration)
+        return functions
+
+    def paginate_queryset(self, queryset):
+        self.paginator.ordering = ("name",)
+        return super().paginate_queryset(queryset)
+
+
+class ConnectionViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                        mixins.DestroyModelMixin, viewsets.GenericViewSet):
+    """Connected accounts of the caller's organization. Credentials go in, never come out."""
+
+    serializer_class = ConnectionSerializer
+
+    def get_queryset(self):
+        connections = Connection.objects.filter(organization=self.request.user.organization).select_related("integration")
+        params = self.request.query_params
+        if integration := params.get("integration"):
+            connections = connections.filter(integration__slug=integration)
+        if end_user_id := params.get("end_user_id"):
+            connections = connections.filter(end_user_id=end_user_id)
+        if state := params.get("status"):
+            connections = connections.filter(status=state)
+        return connections
+
+    @extend_schema(request=ConnectionCreateSerializer, responses={201: ConnectionCreatedSerializer})
+    def create(self, request, *args, **kwargs):
+        payload = ConnectionCreateSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        connection, token = services.connection_create(
+            organization=request.user.organization,
+            integration_slug=data["integration"],
+            end_user_id=data["end_user_id"],
+            credentials=data["credentials"],
+            label=data["label"],
+            end_user_email=data["end_user_email"],
+            end_user_organization_name=data["end_user_organization_name"],
+        )
+        connection.account_token = token
+        return Response(ConnectionCreatedSerializer(connection).data, status=status.HTTP_201_CREATED)
+
+    def perform_destroy(self, instance):
+        services.connection_delete(instance)

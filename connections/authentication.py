@@ -1,0 +1,59 @@
+"""API-key authentication shared by the native API and the vendor-compatible dialects."""
+
+import hmac
+
+from django.utils import timezone
+from rest_framework import authentication, exceptions
+
+from connections.models import ApiKey, token_hash
+
+
+class ApiCaller:
+    """The authenticated principal of an API request: an organization acting through one API key."""
+
+    is_authenticated = True
+    is_anonymous = False
+
+    def __init__(self, api_key: ApiKey):
+        self.api_key = api_key
+        self.organization = api_key.organization
+
+    def __str__(self):
+        return f"{self.organization} ({self.api_key.key_id})"
+
+
+def api_key_from_secret(full_key: str) -> ApiKey | None:
+    """The active key matching `full_key`, or None. Marks it used."""
+    key_id, _, secret = full_key.partition(".")
+    if not key_id.startswith(ApiKey.KEY_ID_PREFIX) or not secret:
+        return None
+    api_key = ApiKey.objects.active().select_related("organization").filter(key_id=key_id).first()
+    if api_key is None or not hmac.compare_digest(api_key.key_hash, token_hash(full_key)):
+        return None
+    now = timezone.now()
+    if api_key.last_used_at is None or (now - api_key.last_used_at).total_seconds() > 60:
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+    return api_key
+
+
+def bearer_value(header: str) -> str:
+    """The credential of an Authorization header, with one optional case-insensitive `Bearer ` scheme stripped."""
+    header = header.strip()
+    scheme, _, rest = header.partition(" ")
+    return rest.strip() if scheme.lower() == "bearer" else header
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Bearer <api key>`."""
+
+    def authenticate(self, request):
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        if not header:
+            return None
+        api_key = api_key_from_secret(bearer_value(header))
+        if api_key is None:
+            raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
+        return ApiCaller(api_key), api_key
+
+    def authenticate_header(self, request):
+        return 'Bearer realm="api"'

@@ -1,0 +1,242 @@
+import hashlib
+import secrets
+
+from django.db import models
+from django.utils import timezone
+
+from connections import crypto
+from connections.auth_schemes import AUTH_SCHEMES
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Organization(models.Model):
+    """A tenant: one customer of the platform. Every API key, connection and call belongs to one."""
+
+    name = models.CharField(max_length=200, unique=True)
+    webhook_url = models.URLField(blank=True, max_length=2000)
+    webhook_secret_ciphertext = models.TextField(blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class ApiKeyQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(revoked_at__isnull=True)
+
+
+class ApiKey(models.Model):
+    """A developer's key for the REST and vendor-compatible APIs.
+
+    The full key is `<key_id>.<secret>`, shown once. We keep its SHA-256 (Bearer lookup) and, encrypted, the key
+    itself, because the Integry dialect verifies an HMAC keyed with it.
+    """
+
+    KEY_ID_PREFIX = "ak_"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=200, blank=True)
+    key_id = models.CharField(max_length=40, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, editable=False)
+    key_ciphertext = models.TextField(editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "API key"
+
+    def __str__(self):
+        return self.key_id
+
+    def __repr__(self):
+        return f"<ApiKey {self.key_id} org={self.organization_id}>"
+
+    @classmethod
+    def generate(cls, organization, name=""):
+        """Create a key; returns (api_key, full_key). The full key is never stored in clear."""
+        key_id = cls.KEY_ID_PREFIX + secrets.token_hex(8)
+        full_key = f"{key_id}.{secrets.token_urlsafe(32)}"
+        api_key = cls.objects.create(
+            organization=organization,
+            name=name,
+            key_id=key_id,
+            key_hash=token_hash(full_key),
+            key_ciphertext=crypto.encrypt_text(full_key),
+        )
+        return api_key, full_key
+
+    @property
+    def is_active(self):
+        return self.revoked_at is None
+
+    def secret(self) -> str:
+        return crypto.decrypt_text(self.key_ciphertext)
+
+
+class Integration(models.Model):
+    """A catalog entry: one third-party API and how to authenticate against it."""
+
+    slug = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    base_url = models.URLField(max_length=2000)
+    auth_scheme = models.CharField(max_length=20, choices=[(name, name) for name in AUTH_SCHEMES])
+    # Non-secret scheme settings: api_key {"in", "name"}; oauth2 {"authorize_url", "token_url", "scopes", "client_id"}.
+    auth_config = models.JSONField(default=dict, blank=True)
+    oauth_client_secret_ciphertext = models.TextField(blank=True, editable=False)
+    categories = models.JSONField(default=list, blank=True)
+    rate_limits = models.JSONField(default=list, blank=True, help_text='List of {"requests": N, "per_seconds": W}.')
+    allowed_override_hosts = models.JSONField(default=list, blank=True)
+    sync_models = models.JSONField(default=list, blank=True)
+    docs_url = models.URLField(blank=True, max_length=2000)
+    logo_url = models.URLField(blank=True, max_length=2000)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def scheme(self):
+        return AUTH_SCHEMES[self.auth_scheme]
+
+    @property
+    def passthrough_function_name(self):
+        return f"{self.slug}-passthrough-request"
+
+    def oauth_client_secret(self) -> str:
+        return crypto.decrypt_text(self.oauth_client_secret_ciphertext) if self.oauth_client_secret_ciphertext else ""
+
+    def set_oauth_client_secret(self, value: str) -> None:
+        self.oauth_client_secret_ciphertext = crypto.encrypt_text(value) if value else ""
+
+    def save(self, *args, **kwargs):
+        super().save(*args, **kwargs)
+        Function.sync_passthrough_for(self)
+
+
+PASSTHROUGH_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+def passthrough_parameters(integration):
+    return {
+        "type": "object",
+        "properties": {
+            "method": {"type": "string", "enum": PASSTHROUGH_METHODS, "description": "HTTP method."},
+            "url": {
+                "type": "string",
+                "description": f"Absolute URL on {integration.base_url} (or an allowed override host), or a path relative to it.",
+            },
+            "body": {"type": "object", "description": "Request body: an object is sent as JSON, a string as-is."},
+            "headers": {"type": "object", "description": "Headers to send upstream."},
+            "query": {"type": "object", "description": "Query parameters appended to the URL."},
+        },
+        "required": ["method", "url"],
+    }
+
+
+class Function(models.Model):
+    """A callable function of an integration. Today every integration has exactly one: its passthrough request."""
+
+    TYPE_PASSTHROUGH = "passthrough"
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="functions")
+    name = models.CharField(max_length=200, unique=True)
+    type = models.CharField(max_length=20, choices=[(TYPE_PASSTHROUGH, "Passthrough")], default=TYPE_PASSTHROUGH)
+    description = models.TextField()
+    parameters = models.JSONField()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    @classmethod
+    def sync_passthrough_for(cls, integration):
+        cls.objects.update_or_create(
+            integration=integration,
+            type=cls.TYPE_PASSTHROUGH,
+            defaults={
+                "name": integration.passthrough_function_name,
+                "description": f"Make an authenticated HTTP request to the {integration.name} API.",
+                "parameters": passthrough_parameters(integration),
+            },
+        )
+
+
+class ConnectionQuerySet(models.QuerySet):
+    def for_account_token(self, token: str):
+        return self.filter(account_token_prefix=token[: Connection.TOKEN_PREFIX_LENGTH], account_token_hash=token_hash(token))
+
+
+class Connection(models.Model):
+    """One connected account of one end user for one integration."""
+
+    STATUS_ACTIVE = "active"
+    STATUS_NEEDS_REAUTH = "needs_reauth"
+    STATUS_DISABLED = "disabled"
+    STATUSES = [(STATUS_ACTIVE, "Active"), (STATUS_NEEDS_REAUTH, "Needs re-authorization"), (STATUS_DISABLED, "Disabled")]
+    TOKEN_PREFIX_LENGTH = 12
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="connections")
+    integration = models.ForeignKey(Integration, on_delete=models.PROTECT, related_name="connections")
+    end_user_id = models.CharField(max_length=255)
+    label = models.CharField(max_length=255, blank=True)
+    end_user_email = models.CharField(max_length=255, blank=True)
+    end_user_organization_name = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=20, choices=STATUSES, default=STATUS_ACTIVE)
+    status_detail = models.CharField(max_length=500, blank=True)
+    credentials_ciphertext = models.TextField(editable=False)
+    account_token_prefix = models.CharField(max_length=TOKEN_PREFIX_LENGTH, db_index=True, editable=False)
+    account_token_hash = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = ConnectionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["organization", "integration", "end_user_id"])]
+
+    def __str__(self):
+        return f"{self.integration_id and self.integration.slug} / {self.end_user_id}"
+
+    def __repr__(self):
+        return f"<Connection {self.pk} org={self.organization_id} integration={self.integration_id} status={self.status}>"
+
+    @property
+    def credentials(self) -> dict:
+        return crypto.decrypt_json(self.credentials_ciphertext)
+
+    @credentials.setter
+    def credentials(self, value: dict) -> None:
+        self.credentials_ciphertext = crypto.encrypt_json(value)
+
+    def issue_account_token(self) -> str:
+        """Give the connection a new account token; returns it (shown once, stored hashed)."""
+        token = "at_" + secrets.token_urlsafe(32)
+        self.account_token_prefix = token[: self.TOKEN_PREFIX_LENGTH]
+        self.account_token_hash = token_hash(token)
+        return token
+
+    def secret_values(self) -> list[str]:
+        return self.integration.scheme.secret_values(self.credentials)
+
+    def touch(self):
+        Connection.objects.filter(pk=self.pk).update(last_used_at=timezone.now())

@@ -1,0 +1,181 @@
+"""One settings module, read from the environment with django-environ.
+
+Every value has a safe default for local use (`make run`); production sets
+PLATFORM_ENV=production and must then provide SECRET_KEY and PLATFORM_ENCRYPTION_KEYS.
+"""
+
+import secrets
+from pathlib import Path
+
+import environ
+from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env")
+
+PLATFORM_ENV = env.str("PLATFORM_ENV", default="local")
+LOCAL_SECRETS_FILE = Path(env.str("LOCAL_SECRETS_FILE", default=str(VAR_DIR / "local-secrets.env")))
+if PLATFORM_ENV != "production" and LOCAL_SECRETS_FILE.exists():
+    environ.Env.read_env(LOCAL_SECRETS_FILE)
+
+
+def _secret(name, make):
+    """A secret from the environment or, in local mode only, generated once into a git-ignored file."""
+    value = env.str(name, default="")
+    if value:
+        return value
+    if PLATFORM_ENV == "production":
+        raise ImproperlyConfigured(f"{name} must be set when PLATFORM_ENV=production.")
+    value = make()
+    LOCAL_SECRETS_FILE.parent.mkdir(parents=True, exist_ok=True)
+    with LOCAL_SECRETS_FILE.open("a") as f:
+        f.write(f"{name}={value}\n")
+    LOCAL_SECRETS_FILE.chmod(0o600)
+    return value
+
+
+SECRET_KEY = _secret("SECRET_KEY", lambda: secrets.token_urlsafe(50))
+# Comma-separated Fernet keys; the first encrypts, all decrypt (rotation: prepend a new key, run rotate_encryption_keys).
+PLATFORM_ENCRYPTION_KEYS = _secret("PLATFORM_ENCRYPTION_KEYS", lambda: Fernet.generate_key().decode()).split(",")
+
+DEBUG = env.bool("DEBUG", default=False)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_dramatiq",
+    "connections",
+    "passthrough",
+    "syncing",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+# Vendor SDKs follow redirects and turn a redirected POST into a GET: never redirect to add a slash.
+APPEND_SLASH = False
+FORMS_URLFIELD_ASSUME_HTTPS = True
+
+ROOT_URLCONF = "integration_platform.urls"
+WSGI_APPLICATION = "integration_platform.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL + IMMEDIATE transactions let the web workers and the in-process job worker share one file.
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+VAR_DIR.mkdir(exist_ok=True)
+
+# The cache also holds the shared rate-limit counters, so the default must be shared across processes.
+CACHES = {"default": env.cache("CACHE_URL", default="dbcache://platform_cache")}
+
+DRAMATIQ_BROKER_URL = env.str("DRAMATIQ_BROKER_URL", default="")
+DRAMATIQ_BROKER = {
+    "BROKER": "dramatiq.brokers.redis.RedisBroker" if DRAMATIQ_BROKER_URL else "dramatiq.brokers.stub.StubBroker",
+    "OPTIONS": {"url": DRAMATIQ_BROKER_URL} if DRAMATIQ_BROKER_URL else {},
+    "MIDDLEWARE": [
+        "dramatiq.middleware.AgeLimit",
+        "dramatiq.middleware.TimeLimit",
+        "dramatiq.middleware.Callbacks",
+        "dramatiq.middleware.Retries",
+        "django_dramatiq.middleware.DbConnectionsMiddleware",
+    ],
+}
+DRAMATIQ_AUTODISCOVER_MODULES = ["tasks"]
+# In local mode `serve` runs a job worker inside each web process (no external broker to share).
+IN_PROCESS_WORKER = not DRAMATIQ_BROKER_URL
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+WHITENOISE_USE_FINDERS = True
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["connections.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "integration_platform.errors.native_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Integration Platform API",
+    "DESCRIPTION": "Connected accounts, passthrough and syncing for third-party APIs, self-hosted.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# Function-call log
+FUNCTION_CALL_BODY_LIMIT = env.int("FUNCTION_CALL_BODY_LIMIT", default=64 * 1024)
+FUNCTION_CALL_RETENTION_DAYS = env.int("FUNCTION_CALL_RETENTION_DAYS", default=30)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+}
+
+# `manage.py serve`
+SERVE_WORKERS = env.int("SERVE_WORKERS", default=2)
+SERVE_THREADS = env.int("SERVE_THREADS", default=8)
+SERVE_ACCESS_LOG = env.bool("SERVE_ACCESS_LOG", default=True)

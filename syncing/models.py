@@ -1,0 +1,1 @@
+# Sync runs and stored records arrive with the syncing issue (#8).
