@@ -75,7 +75,6 @@ MIDDLEWARE = [
 
 # Vendor SDKs follow redirects and turn a redirected POST into a GET: never redirect to add a slash.
 APPEND_SLASH = False
-FORMS_URLFIELD_ASSUME_HTTPS = True
 
 ROOT_URLCONF = "integration_platform.urls"
 WSGI_APPLICATION = "integration_platform.wsgi.application"
@@ -149,6 +148,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "integration_platform.errors.native_exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "integration_platform.pagination.NativeCursorPagination",
     "UNAUTHENTICATED_USER": None,
 }
 
@@ -179,3 +179,13 @@ LOGGING = {
 SERVE_WORKERS = env.int("SERVE_WORKERS", default=2)
 SERVE_THREADS = env.int("SERVE_THREADS", default=8)
 SERVE_ACCESS_LOG = env.bool("SERVE_ACCESS_LOG", default=True)
+
+# Outbound client
+OUTBOUND_CONNECT_TIMEOUT = env.float("OUTBOUND_CONNECT_TIMEOUT", default=10.0)
+OUTBOUND_MAX_RESPONSE_BYTES = env.int("OUTBOUND_MAX_RESPONSE_BYTES", default=50 * 1024 * 1024)
+SYNC_PASSTHROUGH_TIMEOUT = env.float("SYNC_PASSTHROUGH_TIMEOUT", default=55.0)
+# Let user-chosen override hosts reach private/loopback networks (link-local and metadata addresses: never).
+PASSTHROUGH_ALLOW_PRIVATE_OVERRIDES = env.bool("PASSTHROUGH_ALLOW_PRIVATE_OVERRIDES", default=False)
+OAUTH_REFRESH_MARGIN_SECONDS = env.int("OAUTH_REFRESH_MARGIN_SECONDS", default=60)
+# Request bodies for passthrough may be large; refused above this with 413.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BODY_BYTES", default=20 * 1024 * 1024)

@@ -1,10 +1,100 @@
-"""Passthrough: execute one upstream call for a connection, and keep the function-call log."""
+"""Passthrough: execute one upstream call for a connection, and keep the function-call log.
 
+Every surface (native, Integry, Merge, Unified) parses its own request shape, then calls `passthrough_execute`.
+"""
+
+import json
 from datetime import timedelta
 
+from django.conf import settings
 from django.utils import timezone
 
+from connections import client
+from connections.models import Connection, Function
+from integration_platform.errors import InvalidInput
+from passthrough.formats import function_output, headers_dict
 from passthrough.models import FunctionCall
+from passthrough.redaction import Redactor, capped_text
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+
+
+def method_checked(method) -> str:
+    if not isinstance(method, str) or method.upper() not in METHODS:
+        raise InvalidInput("Invalid input.", [f"method: Must be one of {', '.join(METHODS)}."])
+    return method.upper()
+
+
+def passthrough_execute(*, connection: Connection, method: str, target: client.Target, headers: dict | None = None,
+                        body: bytes | None = None, dialect: str, mode: str = FunctionCall.MODE_SYNC,
+                        timeout: float | None = None, extra_secrets=()) -> client.UpstreamResponse:
+    """Send one call upstream for `connection`, log it (redacted), and return the upstream's answer.
+
+    Raises InvalidInput (nothing sent, nothing logged) or, after logging, UpstreamTimeout / UpstreamUnreachable.
+    """
+    exchange = client.send(connection, method_checked(method), target, headers, body,
+                           timeout=timeout if timeout is not None else settings.SYNC_PASSTHROUGH_TIMEOUT)
+    function_call_record(exchange, connection=connection, dialect=dialect, mode=mode, extra_secrets=extra_secrets)
+    if exchange.error is not None:
+        raise exchange.error
+    return exchange.response
+
+
+def function_call_record(exchange: client.Exchange, *, connection: Connection, dialect: str, mode: str,
+                         extra_secrets=(), store_bodies: bool = True) -> FunctionCall:
+    """Write one redacted, size-capped log row for an executed call."""
+    redactor = Redactor([*exchange.secret_values, *extra_secrets])
+    limit = settings.FUNCTION_CALL_BODY_LIMIT
+    response = exchange.response
+    request_body, request_truncated = capped_text(exchange.request_body, limit) if store_bodies else ("", False)
+    response_body, response_truncated = capped_text(response.body, limit) if response and store_bodies else ("", False)
+    return FunctionCall.objects.create(
+        organization_id=connection.organization_id,
+        connection=connection,
+        integration_id=connection.integration_id,
+        function=Function.objects.filter(integration_id=connection.integration_id, type=Function.TYPE_PASSTHROUGH).first(),
+        dialect=dialect,
+        mode=mode,
+        method=exchange.method,
+        url=redactor.url(exchange.url),
+        request_headers=redactor.headers(exchange.request_headers),
+        request_body=redactor.text(request_body),
+        request_body_truncated=request_truncated,
+        request_size=len(exchange.request_body or b""),
+        response_status=response.status if response else None,
+        response_headers=redactor.headers(headers_dict(response)) if response else {},
+        response_body=redactor.text(response_body),
+        response_body_truncated=response_truncated,
+        response_size=len(response.body) if response else 0,
+        duration_ms=exchange.duration_ms,
+        error=redactor.text(str(exchange.error)) if exchange.error else "",
+        started_at=exchange.started_at,
+    )
+
+
+def function_call_execute(*, connection: Connection, arguments, dialect: str, extra_secrets=()) -> dict:
+    """Call a connection's passthrough function with Integry-style arguments; returns `{network_code, output}`."""
+    if not isinstance(arguments, dict):
+        raise InvalidInput("Invalid input.", ["body: Must be a JSON object of function arguments."])
+    args = {k: v for k, v in arguments.items() if v is not None}  # tool wrappers send absent arguments as null
+    errors = [f"{name}: This parameter is required." for name in ("method", "url") if name not in args]
+    errors += [f"{name}: Must be an object." for name in ("headers", "query") if name in args and not isinstance(args[name], dict)]
+    if "url" in args and not isinstance(args["url"], str):
+        errors.append("url: Must be a string.")
+    if errors:
+        raise InvalidInput("Could not call the function due to invalid input. Please see `error_details` for further information.", errors)
+    headers = {str(k): str(v) for k, v in args.get("headers", {}).items()}
+    body = args.get("body")
+    if isinstance(body, (dict, list, int, float, bool)):
+        body = json.dumps(body).encode()
+        if not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = "application/json"
+    elif isinstance(body, str):
+        body = body.encode()
+    target = client.absolute_url_target(connection.integration, args["url"], [(str(k), str(v)) for k, v in args.get("query", {}).items()])
+    response = passthrough_execute(connection=connection, method=args["method"], target=target, headers=headers,
+                                   body=body, dialect=dialect, extra_secrets=extra_secrets)
+    return function_output(response)
 
 
 def function_calls_purge(older_than_days: int) -> int:

@@ -41,3 +41,18 @@ def integration(db):
 def alice_connection(alice, integration):
     """Returns (connection, account token)."""
     return make_connection(alice.organization, integration)
+
+
+@pytest.fixture(scope="session")
+def httpbin_url():
+    """httpbin served by gunicorn on 127.0.0.1: the real local upstream of the integration tests."""
+    from tests.servers import gunicorn
+
+    with gunicorn("httpbin:app") as url:
+        yield url
+
+
+@pytest.fixture
+def httpbin_integration(db, httpbin_url):
+    """An integration whose base URL is the local httpbin (trusted: registered by the operator)."""
+    return make_integration(slug="httpbin", base_url=httpbin_url, allowed_override_hosts=["127.0.0.1", "localhost"])

@@ -25,3 +25,29 @@ def make_connection(organization, integration, end_user_id="user-1", credentials
 
 def organization(name) -> Organization:
     return Organization.objects.get_or_create(name=name)[0]
+
+
+def make_function_call(organization, connection=None, **fields):
+    """A function-call log row, as the passthrough service would write it (already redacted)."""
+    from django.utils import timezone
+
+    from passthrough.models import FunctionCall
+
+    integration = connection.integration if connection else None
+    values = {
+        "organization": organization,
+        "connection": connection,
+        "integration": integration,
+        "function": integration.functions.first() if integration else None,
+        "dialect": FunctionCall.DIALECT_NATIVE,
+        "method": "GET",
+        "url": "https://api.acme.test/v1/contacts?limit=2",
+        "request_headers": {"Authorization": "<redacted>", "Accept": "application/json"},
+        "response_status": 200,
+        "response_headers": {"Content-Type": "application/json"},
+        "response_body": '{"contacts": []}',
+        "duration_ms": 12,
+        "started_at": timezone.now(),
+        **fields,
+    }
+    return FunctionCall.objects.create(**values)

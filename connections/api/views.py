@@ -26,7 +26,7 @@ class IntegrationViewSet(viewsets.ReadOnlyModelViewSet):
 FUNCTION_TYPES = {"passthrough": True, "action": False, "query": False}
 
 
-class FunctionViewSet(viewsets.ReadOnlyModelViewSet):
+class FunctionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     """Functions of enabled integrations (today: one `<slug>-passthrough-request` each)."""
 
     serializer_class = FunctionSerializer

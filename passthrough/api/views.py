@@ -1,3 +1,5 @@
+import re
+
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import viewsets
@@ -35,11 +37,15 @@ class FunctionCallViewSet(viewsets.ReadOnlyModelViewSet):
         params = self.request.query_params
         lookups = {field: params[name] for name, field in CALL_FILTERS.items() if params.get(name)}
         for name, field in (("connection", "connection_id"), ("status", "response_status")):
-            if field in lookups and not lookups[field].isdigit():
+            # ASCII digits only, and few enough to fit a 64-bit column (SQLite raises OverflowError beyond).
+            if field in lookups and not re.fullmatch(r"[0-9]{1,18}", lookups[field]):
                 raise InvalidInput("Invalid input.", [f"{name}: Must be an integer."])
         for name, lookup in (("created_after", "created_at__gt"), ("created_before", "created_at__lt")):
             if params.get(name):
-                moment = parse_datetime(params[name])
+                try:
+                    moment = parse_datetime(params[name])
+                except ValueError:  # well-formed but impossible, e.g. month 13
+                    moment = None
                 if moment is None:
                     raise InvalidInput("Invalid input.", [f"{name}: Must be an ISO-8601 date-time."])
                 lookups[lookup] = moment

@@ -1,0 +1,457 @@
+"""The one outbound HTTP client: the only code that talks to third-party APIs.
+
+It builds the upstream URL (base URL or an allowed override), injects the connection's credentials (refreshing
+OAuth2 tokens once under a row lock), guards user-chosen hosts against SSRF at connect time, follows redirects hop
+by hop through the same guard, enforces timeouts and an overall deadline, and returns an `Exchange` that says
+exactly what was sent and received, for the function-call log.
+
+Calls refused before anything is sent raise `InvalidInput` (or a subclass). Calls that were sent return an
+`Exchange` whose `error` is set when the upstream could not be reached or did not answer in time.
+"""
+
+import ipaddress
+import logging
+import socket
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone as dt_timezone
+from socket import timeout as SocketTimeout
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+import requests
+from django.conf import settings
+from django.db import transaction
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from urllib3.util import connection as urllib3_connection
+
+from connections.addresses import AddressRefused, check_address, ip_literal, normalize_host, resolve_checked
+from connections.models import Connection, Integration
+from integration_platform.errors import ConnectionUnusable, InvalidInput, UpstreamTimeout, UpstreamUnreachable
+
+log = logging.getLogger(__name__)
+
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+                        "trailers", "transfer-encoding", "upgrade", "proxy-connection"})
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 10
+
+
+# --- Connect-time address guard ------------------------------------------------------------------------------------
+
+class _GuardedConnectionMixin:
+    """Resolve once, check every address, connect to a checked address: no DNS-rebinding gap."""
+
+    allow_private = False
+
+    def _new_conn(self):
+        try:
+            addresses = resolve_checked(self._dns_host, self.port, self.allow_private)
+        except socket.gaierror as exc:
+            raise NameResolutionError(self.host, self, exc) from exc
+        last_error = None
+        for address in addresses:
+            try:
+                return urllib3_connection.create_connection(
+                    (address, self.port), self.timeout, source_address=self.source_address, socket_options=self.socket_options
+                )
+            except SocketTimeout as exc:
+                raise ConnectTimeoutError(self, f"Connection to {self.host} timed out.") from exc
+            except OSError as exc:
+                last_error = exc
+        raise NewConnectionError(self, f"Failed to establish a new connection: {last_error}")
+
+
+def _guarded_adapter(allow_private: bool) -> HTTPAdapter:
+    def pool(base_pool, base_connection):
+        connection_class = type(f"Guarded{base_connection.__name__}", (_GuardedConnectionMixin, base_connection),
+                                {"allow_private": allow_private})
+        return type(f"Guarded{base_pool.__name__}", (base_pool,), {"ConnectionCls": connection_class})
+
+    class GuardedAdapter(HTTPAdapter):
+        def init_poolmanager(self, *args, **kwargs):
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = {
+                "http": pool(HTTPConnectionPool, HTTPConnection),
+                "https": pool(HTTPSConnectionPool, HTTPSConnection),
+            }
+
+    return GuardedAdapter(pool_connections=32, pool_maxsize=64, max_retries=0)
+
+
+# A pool per trust level, so a connection opened under one policy is never reused under a weaker one.
+TRUSTED, PUBLIC_ONLY, PRIVATE_ALLOWED = "trusted", "public-only", "private-allowed"
+
+
+def _session(adapter: HTTPAdapter) -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False  # no proxies or .netrc from the environment
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+SESSIONS = {
+    TRUSTED: _session(HTTPAdapter(pool_connections=32, pool_maxsize=64, max_retries=0)),
+    PUBLIC_ONLY: _session(_guarded_adapter(allow_private=False)),
+    PRIVATE_ALLOWED: _session(_guarded_adapter(allow_private=True)),
+}
+
+
+# --- Targets: where a call goes ------------------------------------------------------------------------------------
+
+@dataclass
+class Target:
+    """An upstream URL and the trust that applies to it. `query` is a list of pairs (order and repeats kept)."""
+
+    scheme: str
+    host: str
+    port: int | None
+    path: str
+    query: list = field(default_factory=list)
+    policy: str = TRUSTED
+
+    @property
+    def netloc(self):
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}" if self.port else host
+
+    def url(self) -> str:
+        return urlunsplit((self.scheme, self.netloc, self.path, urlencode(self.query, doseq=False), ""))
+
+
+def _split_url(url: str):
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidInput("Invalid URL.", [f"url: {url!r} must be an absolute http(s) URL."])
+    if "@" in parts.netloc:
+        raise InvalidInput("Invalid URL.", ["url: User info in URLs is not allowed."])
+    try:
+        port = parts.port
+    except ValueError:
+        raise InvalidInput("Invalid URL.", [f"url: {url!r} has an invalid port."]) from None
+    return parts, normalize_host(parts.hostname or ""), port
+
+
+def _default_port(scheme, port):
+    return port or (443 if scheme == "https" else 80)
+
+
+def _join_path(base_path: str, path: str) -> str:
+    """Base path + relative path with exactly one slash; the path's own percent-encoding is kept."""
+    segments = path.split("/")
+    if any(segment in (".", "..") for segment in segments):
+        raise InvalidInput("Invalid path.", ["path: '.' and '..' segments are not allowed."])
+    relative = quote(path.lstrip("/"), safe="/%:@!$&'()*+,;=-._~")
+    base = base_path.rstrip("/")
+    return f"{base}/{relative}" if relative else (base_path or "/")
+
+
+def _split_path_query(path: str):
+    path = path.split("#", 1)[0]
+    path, _, query = path.partition("?")
+    return path, parse_qsl(query, keep_blank_values=True)
+
+
+def _host_allowed(integration: Integration, host: str, base_host: str) -> bool:
+    if host == base_host:
+        return True
+    for entry in integration.allowed_override_hosts:
+        entry = entry.lower().rstrip(".")
+        if host == entry or (entry.startswith("*.") and host.endswith(entry[1:]) and len(host) > len(entry) - 1):
+            return True
+    return False
+
+
+def _override_policy(integration: Integration, host: str) -> str:
+    """Trust for a user-chosen host that passed the allowlist: literal IPs are checked now, names at connect time."""
+    ip = ip_literal(host)
+    allowed_literally = host in {h.lower().strip("[]") for h in integration.allowed_override_hosts}
+    allow_private = settings.PASSTHROUGH_ALLOW_PRIVATE_OVERRIDES or (ip is not None and allowed_literally)
+    if ip is not None:
+        check_address(ip, allow_private)
+    return PRIVATE_ALLOWED if allow_private else PUBLIC_ONLY
+
+
+def build_target(integration: Integration, path: str = "", query=(), *, base_url: str | None = None) -> Target:
+    """The upstream target for `path` (may carry a query string) below the integration's base URL or an override.
+
+    `base_url` replaces the base URL for this call (Merge `base_url_override`, Unified `__domain`, an absolute
+    Integry `url`): its host must be allowed for the integration, and it is guarded unless it is the base URL's own
+    scheme, host and port.
+    """
+    base_parts, base_host, base_port = _split_url(integration.base_url)
+    if base_url is None:
+        parts, host, port, policy = base_parts, base_host, base_port, TRUSTED
+    else:
+        parts, host, port = _split_url(base_url)
+        if not _host_allowed(integration, host, base_host):
+            raise InvalidInput("Host not allowed.", [f"host: {host!r} is not an allowed host for {integration.slug}."])
+        same_origin = (parts.scheme, host, _default_port(parts.scheme, port)) == (
+            base_parts.scheme, base_host, _default_port(base_parts.scheme, base_port))
+        policy = TRUSTED if same_origin else _override_policy(integration, host)
+    relative, path_query = _split_path_query(path)
+    base_query = parse_qsl(parts.query, keep_blank_values=True)
+    return Target(parts.scheme, host, port, _join_path(parts.path, relative), base_query + path_query + list(query), policy)
+
+
+def is_absolute_url(url: str) -> bool:
+    return url[:8].lower().startswith(("http://", "https://"))
+
+
+def absolute_url_target(integration: Integration, url: str, query=()) -> Target:
+    """A target from an absolute URL (its host must be allowed) or, failing that, a path relative to the base URL."""
+    if not is_absolute_url(url):
+        return build_target(integration, url, query)
+    parts = urlsplit(url)
+    origin = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
+    return build_target(integration, urlunsplit(("", "", parts.path, parts.query, "")), query, base_url=origin)
+
+
+def domain_base_url(integration: Integration, domain: str) -> str:
+    """The base URL with its host (and port) replaced by a Unified-style `__domain` value: `host` or `host:port`."""
+    if not domain or any(c in domain for c in "/@?#\\ \t\r\n") or "://" in domain:
+        raise InvalidInput("Invalid __domain.", ["__domain: Must be a host name or host:port."])
+    parts = urlsplit(integration.base_url)
+    probe = urlsplit(f"//{domain}")
+    try:
+        probe.port
+    except ValueError:
+        raise InvalidInput("Invalid __domain.", ["__domain: Invalid port."]) from None
+    if not probe.hostname:
+        raise InvalidInput("Invalid __domain.", ["__domain: Must be a host name or host:port."])
+    return urlunsplit((parts.scheme, domain, parts.path, "", ""))
+
+
+# --- Credentials ---------------------------------------------------------------------------------------------------
+
+def _expires_soon(credentials: dict) -> bool:
+    expires_at = credentials.get("expires_at")
+    if expires_at in (None, ""):
+        return False
+    if isinstance(expires_at, str):
+        try:
+            expires_at = datetime.fromisoformat(expires_at.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return True
+    return float(expires_at) - settings.OAUTH_REFRESH_MARGIN_SECONDS <= time.time()
+
+
+def fresh_credentials(connection: Connection) -> dict:
+    """The connection's credentials, with an OAuth2 access token refreshed first when it is (nearly) expired.
+
+    Concurrent callers refresh once: the row is locked, re-read, and only refreshed if still stale.
+    """
+    credentials = connection.credentials
+    if connection.integration.auth_scheme != "oauth2" or not _expires_soon(credentials):
+        return credentials
+    with transaction.atomic():
+        locked = Connection.objects.select_for_update().select_related("integration").get(pk=connection.pk)
+        credentials = locked.credentials
+        if _expires_soon(credentials):
+            credentials = _refresh_oauth2(locked, credentials)
+    connection.credentials_ciphertext = locked.credentials_ciphertext
+    return credentials
+
+
+def _refresh_oauth2(connection: Connection, credentials: dict) -> dict:
+    integration = connection.integration
+    if not credentials.get("refresh_token"):
+        _mark_needs_reauth(connection, "The access token expired and there is no refresh token.")
+    form = {"grant_type": "refresh_token", "refresh_token": credentials["refresh_token"]}
+    if integration.auth_config.get("client_id"):
+        form.update(client_id=integration.auth_config["client_id"], client_secret=integration.oauth_client_secret())
+    try:
+        response = SESSIONS[TRUSTED].post(integration.auth_config["token_url"], data=form,
+                                          timeout=(settings.OUTBOUND_CONNECT_TIMEOUT, settings.OUTBOUND_CONNECT_TIMEOUT),
+                                          headers={"Accept": "application/json"})
+    except requests.RequestException:
+        raise UpstreamUnreachable("The OAuth2 token endpoint could not be reached.") from None
+    try:
+        token = response.json() if response.status_code == 200 else {}
+    except ValueError:
+        token = {}
+    if not isinstance(token, dict) or not isinstance(token.get("access_token"), str):
+        _mark_needs_reauth(connection, f"The OAuth2 token refresh was refused (HTTP {response.status_code}).")
+    refreshed = {**credentials, "access_token": token["access_token"]}
+    if token.get("refresh_token"):
+        refreshed["refresh_token"] = token["refresh_token"]
+    if isinstance(token.get("expires_in"), (int, float)):
+        refreshed["expires_at"] = int(time.time() + token["expires_in"])
+    else:
+        refreshed.pop("expires_at", None)
+    connection.credentials = refreshed
+    connection.save(update_fields=["credentials_ciphertext", "updated_at"])
+    log.info("Refreshed OAuth2 token of connection %s.", connection.pk)
+    return refreshed
+
+
+def _mark_needs_reauth(connection: Connection, why: str):
+    Connection.objects.filter(pk=connection.pk).update(status=Connection.STATUS_NEEDS_REAUTH, status_detail=why)
+    raise ConnectionUnusable(f"Connection {connection.pk} needs re-authorization: {why}", Connection.STATUS_NEEDS_REAUTH)
+
+
+def ensure_usable(connection: Connection) -> None:
+    if connection.status == Connection.STATUS_NEEDS_REAUTH:
+        raise ConnectionUnusable(f"Connection {connection.pk} needs re-authorization.", connection.status)
+    if connection.status == Connection.STATUS_DISABLED:
+        raise ConnectionUnusable(f"Connection {connection.pk} is disabled.", connection.status)
+    if not connection.integration.enabled:
+        raise ConnectionUnusable(f"Integration {connection.integration.slug} is disabled.", Connection.STATUS_DISABLED)
+
+
+# --- Sending -------------------------------------------------------------------------------------------------------
+
+@dataclass
+class UpstreamResponse:
+    status: int
+    headers: list  # (name, value) pairs as received, hop-by-hop and framing headers removed
+    body: bytes
+
+    def header(self, name: str, default=None):
+        return next((v for k, v in self.headers if k.lower() == name.lower()), default)
+
+
+@dataclass
+class Exchange:
+    """What was sent and what came back (or why nothing came back), for the caller and the call log."""
+
+    method: str
+    url: str
+    request_headers: dict
+    request_body: bytes | None
+    started_at: datetime
+    duration_ms: int = 0
+    response: UpstreamResponse | None = None
+    error: Exception | None = None
+    secret_values: list = field(default_factory=list)
+
+
+def clean_request_headers(headers: dict) -> dict:
+    """Caller headers minus hop-by-hop, Host and Content-Length (recomputed); values stringified."""
+    connection_listed = {h.strip().lower() for k, v in headers.items() if k.lower() == "connection" for h in str(v).split(",")}
+    return {str(k): str(v) for k, v in headers.items()
+            if k.lower() not in HOP_BY_HOP | {"host", "content-length"} | connection_listed}
+
+
+def send(connection: Connection, method: str, target: Target, headers: dict | None = None, body: bytes | None = None,
+         *, timeout: float) -> Exchange:
+    """Send one call for `connection` within `timeout` seconds overall. See the module docstring for the contract."""
+    ensure_usable(connection)
+    integration = connection.integration
+    credentials = fresh_credentials(connection)
+    scheme = integration.scheme
+    deadline = time.monotonic() + timeout
+    credentialed_hosts = {target.host}
+    sent_headers = clean_request_headers(headers or {})
+    query = list(target.query)
+    scheme.inject(sent_headers, query, credentials, integration.auth_config)
+    target = Target(target.scheme, target.host, target.port, target.path, query, target.policy)
+    exchange = Exchange(method.upper(), target.url(), dict(sent_headers), body, datetime.now(dt_timezone.utc),
+                        secret_values=scheme.secret_values(credentials))
+    started = time.monotonic()
+    try:
+        exchange.response = _send_following_redirects(exchange, target, sent_headers, credentialed_hosts,
+                                                       integration, credentials, deadline)
+    except (UpstreamTimeout, UpstreamUnreachable) as exc:
+        exchange.error = exc
+    exchange.duration_ms = int((time.monotonic() - started) * 1000)
+    connection.touch()
+    return exchange
+
+
+def _send_following_redirects(exchange, target, headers, credentialed_hosts, integration, credentials, deadline):
+    """Follow redirects hop by hop. A refusal on the first hop is a 400 (nothing sent); on a later hop, the call
+    was executed, so it becomes an upstream error."""
+    method, url, body = exchange.method, target.url(), exchange.request_body
+    policy = target.policy
+    for hop in range(MAX_REDIRECTS + 1):
+        exchange.url = url
+        try:
+            response = _send_once(method, url, headers, body, policy, deadline)
+        except AddressRefused as exc:
+            if hop == 0:
+                raise
+            raise UpstreamUnreachable(f"Upstream redirected to a refused address: {'; '.join(exc.details)}") from None
+        location = response.header("Location")
+        if response.status not in REDIRECT_STATUSES or not location:
+            return response
+        try:
+            url = requests.compat.urljoin(url, location)
+            _, host, _ = _split_url(url)
+            policy = policy if host in credentialed_hosts else _redirect_policy(host)
+        except InvalidInput as exc:
+            raise UpstreamUnreachable(f"Upstream redirected to a refused location: {'; '.join(exc.details) or exc}") from None
+        if response.status == 303 or (response.status in (301, 302) and method == "POST"):
+            method, body = ("HEAD" if method == "HEAD" else "GET"), None
+            headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+        headers = _credentials_for_hop(headers, host, credentialed_hosts, integration, credentials)
+    raise UpstreamUnreachable(f"Upstream redirected more than {MAX_REDIRECTS} times.")
+
+
+def _credentials_for_hop(headers, host, credentialed_hosts, integration, credentials):
+    """Credentials go only to the hosts they were injected for; any other hop gets the caller's headers alone."""
+    if host in credentialed_hosts:
+        return headers
+    probe = {}
+    integration.scheme.inject(probe, [], credentials, integration.auth_config)
+    return {k: v for k, v in headers.items() if k not in probe}
+
+
+def _redirect_policy(host: str) -> str:
+    ip = ip_literal(host)
+    if ip is not None:
+        check_address(ip, settings.PASSTHROUGH_ALLOW_PRIVATE_OVERRIDES)
+    return PRIVATE_ALLOWED if settings.PASSTHROUGH_ALLOW_PRIVATE_OVERRIDES else PUBLIC_ONLY
+
+
+def _send_once(method, url, headers, body, policy, deadline) -> UpstreamResponse:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise UpstreamTimeout("The upstream did not answer in time.")
+    try:
+        response = SESSIONS[policy].request(
+            method, url, headers=headers, data=body, allow_redirects=False, stream=True,
+            timeout=(min(settings.OUTBOUND_CONNECT_TIMEOUT, remaining), remaining),
+        )
+    except requests.exceptions.ConnectTimeout:
+        raise UpstreamUnreachable("Could not connect to the upstream in time.") from None
+    except requests.exceptions.ReadTimeout:
+        raise UpstreamTimeout("The upstream did not answer in time.") from None
+    except requests.exceptions.RequestException as exc:
+        raise UpstreamUnreachable(f"The upstream could not be reached ({type(exc).__name__}).") from None
+    with response:
+        return UpstreamResponse(response.status_code, _response_headers(response), _read_body(response, deadline))
+
+
+def _read_body(response, deadline) -> bytes:
+    chunks, size = [], 0
+    try:
+        for chunk in response.raw.stream(64 * 1024, decode_content=True):
+            size += len(chunk)
+            if size > settings.OUTBOUND_MAX_RESPONSE_BYTES:
+                raise UpstreamUnreachable(f"The upstream response is larger than {settings.OUTBOUND_MAX_RESPONSE_BYTES} bytes.")
+            chunks.append(chunk)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise UpstreamTimeout("The upstream did not finish its answer in time.")
+            sock = getattr(response.raw.connection, "sock", None)
+            if sock is not None:
+                sock.settimeout(remaining)
+    except (SocketTimeout, requests.exceptions.ReadTimeout) as exc:
+        raise UpstreamTimeout("The upstream did not finish its answer in time.") from exc
+    except Exception as exc:
+        if isinstance(exc, (UpstreamTimeout, UpstreamUnreachable)):
+            raise
+        if "timed out" in str(exc).lower():
+            raise UpstreamTimeout("The upstream did not finish its answer in time.") from None
+        raise UpstreamUnreachable(f"The upstream answer was cut off ({type(exc).__name__}).") from None
+    return b"".join(chunks)
+
+
+def _response_headers(response) -> list:
+    # The body is handed on decoded, so its encoding and length headers no longer apply.
+    dropped = HOP_BY_HOP | {"content-encoding", "content-length"}
+    return [(k, v) for k, v in response.raw.headers.iteritems() if k.lower() not in dropped]

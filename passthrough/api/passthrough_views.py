@@ -1,0 +1,92 @@
+"""Native passthrough surfaces: `POST /api/v1/passthrough` and Integry-style function calls."""
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from connections.api.serializers import FunctionSerializer
+from connections.models import Function
+from integration_platform.errors import InvalidInput, NotFound, UpstreamTimeout
+from passthrough import envelopes, services
+from passthrough.connection_lookup import connection_by_account_token, native_connection
+from passthrough.formats import remote_response
+from passthrough.models import FunctionCall
+
+ACCOUNT_TOKEN = OpenApiParameter("X-Account-Token", location=OpenApiParameter.HEADER, required=False,
+                                 description="The connection's account token (or pass connection_id in the body).")
+
+PassthroughRequest = inline_serializer("PassthroughRequest", {
+    "method": serializers.ChoiceField(choices=services.METHODS),
+    "path": serializers.CharField(help_text="Relative to the integration's base URL; may carry a query string."),
+    "connection_id": serializers.IntegerField(required=False),
+    "data": serializers.JSONField(required=False, help_text="Request body: a string is sent as-is, other JSON is serialized."),
+    "headers": serializers.DictField(required=False),
+    "query": serializers.DictField(required=False),
+    "request_format": serializers.ChoiceField(choices=list(envelopes.REQUEST_FORMATS), required=False),
+    "base_url_override": serializers.CharField(required=False),
+    "normalize_response": serializers.BooleanField(required=False),
+})
+PassthroughResponse = inline_serializer("PassthroughResponse", {
+    "method": serializers.CharField(), "path": serializers.CharField(), "status": serializers.IntegerField(),
+    "response": serializers.JSONField(), "response_headers": serializers.DictField(),
+    "response_type": serializers.ChoiceField(choices=["JSON", "BASE64_GZIP"]),
+})
+FunctionCallRequest = inline_serializer("FunctionCallRequest", {
+    "method": serializers.ChoiceField(choices=services.METHODS),
+    "url": serializers.CharField(help_text="Absolute URL on the integration's host (or an allowed override host), or a relative path."),
+    "body": serializers.JSONField(required=False), "headers": serializers.DictField(required=False),
+    "query": serializers.DictField(required=False),
+})
+FunctionCallResponse = inline_serializer("FunctionCallResponse", {
+    "network_code": serializers.CharField(help_text="Upstream HTTP status, as a 3-digit string."),
+    "output": serializers.JSONField(),
+})
+
+
+def sync_timeout(exc: UpstreamTimeout, request) -> UpstreamTimeout:
+    async_url = request.build_absolute_uri("/api/v1/async-passthrough")
+    return UpstreamTimeout(f"The upstream did not answer within the synchronous limit; use async passthrough: POST {async_url}")
+
+
+class PassthroughView(APIView):
+    """Call any path of a connected account's API; its credentials are added. HTTP 200 whatever the upstream status."""
+
+    @extend_schema(request=PassthroughRequest, responses={200: PassthroughResponse}, parameters=[ACCOUNT_TOKEN], tags=["passthrough"])
+    def post(self, request):
+        connection = native_connection(request, request.data)
+        envelope = envelopes.parse(request.data, data_must_be_string=False)
+        try:
+            response = services.passthrough_execute(connection=connection, method=envelope.method,
+                                                    target=envelope.target(connection.integration), headers=envelope.headers,
+                                                    body=envelope.body, dialect=FunctionCall.DIALECT_NATIVE)
+        except UpstreamTimeout as exc:
+            raise sync_timeout(exc, request) from None
+        return Response(remote_response(envelope.method, envelope.path, response, normalize=envelope.normalize_response))
+
+
+def function_or_404(name) -> Function:
+    function = Function.objects.filter(name=name, integration__enabled=True).select_related("integration").first()
+    if function is None:
+        raise NotFound("Function not found.")
+    return function
+
+
+class FunctionView(APIView):
+    """`GET` a function; `POST` calls it for the connection named by `X-Account-Token`."""
+
+    @extend_schema(responses={200: FunctionSerializer}, tags=["functions"])
+    def get(self, request, name):
+        return Response(FunctionSerializer(function_or_404(name)).data)
+
+    @extend_schema(request=FunctionCallRequest, responses={200: FunctionCallResponse}, parameters=[ACCOUNT_TOKEN], tags=["functions"])
+    def post(self, request, name):
+        function = function_or_404(name)
+        connection = connection_by_account_token(request.user.organization, request.META.get("HTTP_X_ACCOUNT_TOKEN"))
+        if connection.integration_id != function.integration_id:
+            raise InvalidInput("Invalid input.", [f"X-Account-Token: This connection is not a {function.integration.name} account."])
+        try:
+            output = services.function_call_execute(connection=connection, arguments=request.data, dialect=FunctionCall.DIALECT_NATIVE)
+        except UpstreamTimeout as exc:
+            raise sync_timeout(exc, request) from None
+        return Response(output)

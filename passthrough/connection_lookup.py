@@ -1,0 +1,35 @@
+"""Finding the connection a native or Merge-style call is for, within the caller's organization."""
+
+from connections.models import Connection
+from integration_platform.errors import InvalidInput, NotAuthenticated, NotFound
+
+ACCOUNT_TOKEN_HEADER = "HTTP_X_ACCOUNT_TOKEN"
+
+
+def connection_by_account_token(organization, token: str | None) -> Connection:
+    """Missing → 400; unknown or another organization's → 401 (indistinguishable)."""
+    if not token:
+        raise InvalidInput("Invalid input.", ["X-Account-Token: This header is required."])
+    connection = (Connection.objects.for_account_token(token).filter(organization=organization)
+                  .select_related("integration").first())
+    if connection is None:
+        raise NotAuthenticated("Invalid account token.")
+    return connection
+
+
+def connection_by_id(organization, connection_id) -> Connection:
+    if not str(connection_id).isdigit():
+        raise NotFound("Connection not found.")
+    connection = Connection.objects.filter(organization=organization, pk=int(connection_id)).select_related("integration").first()
+    if connection is None:
+        raise NotFound("Connection not found.")
+    return connection
+
+
+def native_connection(request, payload) -> Connection:
+    """`X-Account-Token` header, or `connection_id` in the body."""
+    organization = request.user.organization
+    token = request.META.get(ACCOUNT_TOKEN_HEADER)
+    if token or not isinstance(payload, dict) or payload.get("connection_id") is None:
+        return connection_by_account_token(organization, token)
+    return connection_by_id(organization, payload["connection_id"])

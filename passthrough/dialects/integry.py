@@ -1,0 +1,3 @@
+"""Integry-compatible dialect: see ../shared/spec/integry.md."""
+
+urlpatterns = []

@@ -1,0 +1,3 @@
+"""Merge-compatible dialect: see ../shared/spec/merge.md."""
+
+urlpatterns = []

@@ -1,0 +1,3 @@
+"""Unified-compatible dialect: see ../shared/spec/unified.md."""
+
+urlpatterns = []
