@@ -5,11 +5,14 @@ address checked is the address connected to.
 """
 
 import ipaddress
+import re
 import socket
 
 from integration_platform.errors import InvalidInput
 
 NEVER_REACHABLE = [ipaddress.ip_network(n) for n in ("0.0.0.0/8", "169.254.0.0/16", "255.255.255.255/32", "fe80::/10")]
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+HOST_CHARACTERS = re.compile(r"[a-z0-9_.:%-]+")  # names (after IDNA), IPv4 and IPv6 literals (with a zone)
 
 
 class AddressRefused(InvalidInput):
@@ -24,9 +27,12 @@ def normalize_host(host: str) -> str:
     if not host:
         raise InvalidInput("Invalid host.", ["host: Must not be empty."])
     try:
-        return host.encode("idna").decode("ascii") if not host.isascii() else host
+        host = host.encode("idna").decode("ascii") if not host.isascii() else host
     except UnicodeError:
         raise InvalidInput("Invalid host.", [f"host: {host!r} is not a valid host name."]) from None
+    if not HOST_CHARACTERS.fullmatch(host):  # NUL, spaces, control characters: no such host (and no crash later)
+        raise InvalidInput("Invalid host.", [f"host: {host!r} is not a valid host name."])
+    return host
 
 
 def ip_literal(host: str):
@@ -44,10 +50,15 @@ def ip_literal(host: str):
 
 
 def effective(ip):
-    """IPv4-mapped (::ffff:a.b.c.d) and IPv4-compatible (::a.b.c.d) IPv6 addresses are judged as IPv4."""
+    """IPv6 addresses that carry an IPv4 address are judged as that IPv4 address: IPv4-mapped (::ffff:a.b.c.d),
+    IPv4-compatible (::a.b.c.d), NAT64 (64:ff9b::a.b.c.d) and 6to4 (2002:aabb:ccdd::)."""
     if ip.version == 6:
         if ip.ipv4_mapped:
             return ip.ipv4_mapped
+        if ip in NAT64:
+            return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if ip.sixtofour:
+            return ip.sixtofour
         if int(ip) >> 32 == 0 and int(ip) > 1:
             return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return ip
@@ -58,7 +69,7 @@ def check_address(ip, allow_private: bool) -> None:
     ip = effective(ip)
     if ip.is_unspecified or ip.is_multicast or ip.is_link_local or any(ip in net for net in NEVER_REACHABLE if net.version == ip.version):
         raise AddressRefused("Host not allowed.", [f"address {ip} is never reachable (unspecified, link-local, multicast or broadcast)."])
-    if not ip.is_global and not allow_private:
+    if (not ip.is_global or (ip.version == 6 and ip.is_site_local)) and not allow_private:
         raise AddressRefused("Host not allowed.", [f"address {ip} is private or loopback; overrides may only reach public addresses."])
 
 

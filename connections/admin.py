@@ -4,8 +4,9 @@ from django import forms
 from django.contrib import admin, messages
 from django.utils import timezone
 
-from connections.catalog import validate_auth, validate_base_url, validate_hosts, validate_rate_limits
+from connections.catalog import validate_auth, validate_base_url, validate_hosts, validate_rate_limits, validate_string_list
 from connections.models import ApiKey, Connection, Function, Integration, Organization
+from connections.services import AUTH_CONFIG_SECRET_KEYS
 
 
 @admin.register(Organization)
@@ -29,7 +30,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
         if change:
             return super().save_model(request, obj, form, change)
         api_key, full_key = ApiKey.generate(obj.organization, name=obj.name)
-        obj.pk = api_key.pk
+        # The admin's confirmation message and history entry name `obj`: make it the saved key.
+        obj.pk, obj.key_id, obj.created_at = api_key.pk, api_key.key_id, api_key.created_at
         messages.warning(request, f"New API key (shown once, copy it now): {full_key}")
 
     @admin.action(description="Revoke selected keys")
@@ -50,9 +52,19 @@ class IntegrationForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
-        auth = {"scheme": data.get("auth_scheme"), **(data.get("auth_config") or {})}
-        errors = (validate_base_url(data.get("base_url", "")) + validate_auth(auth)
-                  + validate_rate_limits(data.get("rate_limits") or []) + validate_hosts(data.get("allowed_override_hosts") or []))
+        # An emptied JSON box means "none", not SQL NULL: the columns are NOT NULL.
+        for name in ("auth_config", "categories", "rate_limits", "allowed_override_hosts", "sync_models"):
+            if name in data and data[name] is None:
+                data[name] = Integration._meta.get_field(name).get_default()
+        config = data.get("auth_config", {})
+        if not isinstance(config, dict):
+            raise forms.ValidationError("auth_config: Must be a JSON object.")
+        auth = {**config, "scheme": data.get("auth_scheme")}
+        # A secret in auth_config would be stored in clear and shown on this page.
+        errors = [f"auth_config.{key}: Use the write-only OAuth client secret field." for key in AUTH_CONFIG_SECRET_KEYS if key in config]
+        errors += (validate_base_url(data.get("base_url", "")) + validate_auth(auth)
+                   + validate_rate_limits(data.get("rate_limits", [])) + validate_hosts(data.get("allowed_override_hosts", []))
+                   + validate_string_list("categories", data.get("categories", [])))
         if errors:
             raise forms.ValidationError(errors)
         return data
@@ -103,9 +115,16 @@ class FunctionAdmin(admin.ModelAdmin):
         return False
 
 
+class WriteOnlyTextarea(forms.Textarea):
+    """Never renders a value, not even the operator's own input re-shown after a validation error."""
+
+    def format_value(self, value):
+        return None
+
+
 class ConnectionForm(forms.ModelForm):
     new_credentials = forms.JSONField(
-        required=False, widget=forms.Textarea(attrs={"rows": 3}),
+        required=False, widget=WriteOnlyTextarea(attrs={"rows": 3}),
         help_text='Write-only JSON, e.g. {"token": "..."}. Stored encrypted and never shown. Leave empty to keep the current credentials.',
     )
 
@@ -119,8 +138,9 @@ class ConnectionForm(forms.ModelForm):
         credentials = data.get("new_credentials")
         if self.instance.pk is None and not credentials:
             self.add_error("new_credentials", "Credentials are required for a new connection.")
-        elif credentials and data.get("integration"):
-            for error in data["integration"].scheme.validate_credentials(credentials):
+        elif data.get("integration") and (credentials or "integration" in self.changed_data):
+            # Moving a connection to another integration must not keep credentials its scheme cannot use.
+            for error in data["integration"].scheme.validate_credentials(credentials or self.instance.credentials):
                 self.add_error("new_credentials", error)
         return data
 

@@ -23,10 +23,15 @@ def validate_base_url(value) -> list[str]:
 def validate_auth(auth) -> list[str]:
     if not isinstance(auth, dict):
         return ["auth: Must be an object with a scheme."]
-    scheme = AUTH_SCHEMES.get(auth.get("scheme"))
+    scheme = AUTH_SCHEMES.get(auth["scheme"]) if isinstance(auth.get("scheme"), str) else None
     if scheme is None:
         return [f"auth.scheme: Must be one of {', '.join(AUTH_SCHEMES)}."]
     return scheme.validate_config(auth)
+
+
+def _is_number(value, types) -> bool:
+    # JSON true/false are Python bools, which are ints.
+    return isinstance(value, types) and not isinstance(value, bool)
 
 
 def validate_rate_limits(windows) -> list[str]:
@@ -36,8 +41,8 @@ def validate_rate_limits(windows) -> list[str]:
     for i, window in enumerate(windows):
         ok = (
             isinstance(window, dict)
-            and isinstance(window.get("requests"), int) and window["requests"] > 0
-            and isinstance(window.get("per_seconds"), (int, float)) and window["per_seconds"] > 0
+            and _is_number(window.get("requests"), int) and window["requests"] > 0
+            and _is_number(window.get("per_seconds"), (int, float)) and window["per_seconds"] > 0
             and window.get("per", "integration") in ("integration", "connection")
         )
         if not ok:

@@ -9,14 +9,16 @@ Calls refused before anything is sent raise `InvalidInput` (or a subclass). Call
 `Exchange` whose `error` is set when the upstream could not be reached or did not answer in time.
 """
 
+import http.cookiejar
 import ipaddress
 import logging
+import re
 import socket
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone as dt_timezone
 from socket import timeout as SocketTimeout
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import requests
 from django.conf import settings
@@ -88,6 +90,8 @@ TRUSTED, PUBLIC_ONLY, PRIVATE_ALLOWED = "trusted", "public-only", "private-allow
 def _session(adapter: HTTPAdapter) -> requests.Session:
     session = requests.Session()
     session.trust_env = False  # no proxies or .netrc from the environment
+    # The session is shared by every tenant and connection: never store an upstream's cookies and replay them.
+    session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
@@ -123,7 +127,10 @@ class Target:
 
 
 def _split_url(url: str):
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        raise InvalidInput("Invalid URL.", [f"url: {url!r} is not a valid URL."]) from None
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise InvalidInput("Invalid URL.", [f"url: {url!r} must be an absolute http(s) URL."])
     if "@" in parts.netloc:
@@ -142,7 +149,8 @@ def _default_port(scheme, port):
 def _join_path(base_path: str, path: str) -> str:
     """Base path + relative path with exactly one slash; the path's own percent-encoding is kept."""
     segments = path.split("/")
-    if any(segment in (".", "..") for segment in segments):
+    # Percent-encoded dots count: requests turns %2e back into "." on the wire, and servers resolve the result.
+    if any(unquote(segment) in (".", "..") for segment in segments):
         raise InvalidInput("Invalid path.", ["path: '.' and '..' segments are not allowed."])
     relative = quote(path.lstrip("/"), safe="/%:@!$&'()*+,;=-._~")
     base = base_path.rstrip("/")
@@ -198,25 +206,27 @@ def build_target(integration: Integration, path: str = "", query=(), *, base_url
 
 
 def is_absolute_url(url: str) -> bool:
-    return url[:8].lower().startswith(("http://", "https://"))
+    # Any `scheme://` is absolute (then refused unless http or https), never a path below the base URL.
+    return re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", url) is not None
 
 
 def absolute_url_target(integration: Integration, url: str, query=()) -> Target:
     """A target from an absolute URL (its host must be allowed) or, failing that, a path relative to the base URL."""
     if not is_absolute_url(url):
         return build_target(integration, url, query)
-    parts = urlsplit(url)
+    parts, _, _ = _split_url(url)
     origin = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
     return build_target(integration, urlunsplit(("", "", parts.path, parts.query, "")), query, base_url=origin)
 
 
 def domain_base_url(integration: Integration, domain: str) -> str:
     """The base URL with its host (and port) replaced by a Unified-style `__domain` value: `host` or `host:port`."""
-    if not domain or any(c in domain for c in "/@?#\\ \t\r\n") or "://" in domain:
+    if (not domain or any(c in domain for c in "/@?#\\") or "://" in domain
+            or any(c.isspace() or not c.isprintable() for c in domain)):
         raise InvalidInput("Invalid __domain.", ["__domain: Must be a host name or host:port."])
     parts = urlsplit(integration.base_url)
-    probe = urlsplit(f"//{domain}")
     try:
+        probe = urlsplit(f"//{domain}")  # raises ValueError for e.g. an unclosed IPv6 bracket
         probe.port
     except ValueError:
         raise InvalidInput("Invalid __domain.", ["__domain: Invalid port."]) from None
@@ -247,11 +257,19 @@ def fresh_credentials(connection: Connection) -> dict:
     credentials = connection.credentials
     if connection.integration.auth_scheme != "oauth2" or not _expires_soon(credentials):
         return credentials
-    with transaction.atomic():
-        locked = Connection.objects.select_for_update().select_related("integration").get(pk=connection.pk)
-        credentials = locked.credentials
-        if _expires_soon(credentials):
-            credentials = _refresh_oauth2(locked, credentials)
+    try:
+        with transaction.atomic():
+            locked = Connection.objects.select_for_update(of=("self",)).select_related("integration").get(pk=connection.pk)
+            credentials = locked.credentials
+            if _expires_soon(credentials):
+                credentials = _refresh_oauth2(locked, credentials)
+    except ConnectionUnusable as exc:
+        # Recorded only now: the transaction above was rolled back by this very exception.
+        if getattr(exc, "reauth_reason", None) is not None:
+            Connection.objects.filter(pk=connection.pk).update(status=Connection.STATUS_NEEDS_REAUTH,
+                                                               status_detail=exc.reauth_reason[:500])
+            connection.status = Connection.STATUS_NEEDS_REAUTH
+        raise
     connection.credentials_ciphertext = locked.credentials_ciphertext
     return credentials
 
@@ -269,6 +287,8 @@ def _refresh_oauth2(connection: Connection, credentials: dict) -> dict:
                                           headers={"Accept": "application/json"})
     except requests.RequestException:
         raise UpstreamUnreachable("The OAuth2 token endpoint could not be reached.") from None
+    if response.status_code >= 500 or response.status_code == 429:
+        raise UpstreamUnreachable(f"The OAuth2 token endpoint failed (HTTP {response.status_code}); try again later.")
     try:
         token = response.json() if response.status_code == 200 else {}
     except ValueError:
@@ -289,8 +309,10 @@ def _refresh_oauth2(connection: Connection, credentials: dict) -> dict:
 
 
 def _mark_needs_reauth(connection: Connection, why: str):
-    Connection.objects.filter(pk=connection.pk).update(status=Connection.STATUS_NEEDS_REAUTH, status_detail=why)
-    raise ConnectionUnusable(f"Connection {connection.pk} needs re-authorization: {why}", Connection.STATUS_NEEDS_REAUTH)
+    """Raise ConnectionUnusable; `fresh_credentials` records the status once the refresh transaction is rolled back."""
+    exc = ConnectionUnusable(f"Connection {connection.pk} needs re-authorization: {why}", Connection.STATUS_NEEDS_REAUTH)
+    exc.reauth_reason = why
+    raise exc
 
 
 def ensure_usable(connection: Connection) -> None:
@@ -329,11 +351,22 @@ class Exchange:
     secret_values: list = field(default_factory=list)
 
 
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")  # Latin-1 text without line breaks or control characters
+
+
 def clean_request_headers(headers: dict) -> dict:
-    """Caller headers minus hop-by-hop, Host and Content-Length (recomputed); values stringified."""
+    """Caller headers minus hop-by-hop, Host and Content-Length (recomputed); values stringified.
+
+    A name or value HTTP cannot carry is refused (InvalidInput) rather than failing, or being split, on the wire."""
     connection_listed = {h.strip().lower() for k, v in headers.items() if k.lower() == "connection" for h in str(v).split(",")}
-    return {str(k): str(v) for k, v in headers.items()
-            if k.lower() not in HOP_BY_HOP | {"host", "content-length"} | connection_listed}
+    cleaned = {str(k): str(v) for k, v in headers.items()
+               if k.lower() not in HOP_BY_HOP | {"host", "content-length"} | connection_listed}
+    invalid = [k for k, v in cleaned.items() if not HEADER_NAME.fullmatch(k) or not HEADER_VALUE.fullmatch(v)]
+    if invalid:
+        raise InvalidInput("Invalid header.", [f"headers: {k!r} needs a token name and a Latin-1 value without line "
+                                               "breaks." for k in invalid])
+    return cleaned
 
 
 def send(connection: Connection, method: str, target: Target, headers: dict | None = None, body: bytes | None = None,
@@ -379,11 +412,16 @@ def _send_following_redirects(exchange, target, headers, credentialed_hosts, int
         if response.status not in REDIRECT_STATUSES or not location:
             return response
         try:
+            here, here_host, here_port = _split_url(url)
             url = requests.compat.urljoin(url, location)
-            _, host, _ = _split_url(url)
-            policy = policy if host in credentialed_hosts else _redirect_policy(host)
+            parts, host, port = _split_url(url)
+            same_origin = (parts.scheme, host, _default_port(parts.scheme, port)) == (
+                here.scheme, here_host, _default_port(here.scheme, here_port))
+            policy = policy if same_origin else _redirect_policy(host)
         except InvalidInput as exc:
             raise UpstreamUnreachable(f"Upstream redirected to a refused location: {'; '.join(exc.details) or exc}") from None
+        except ValueError:
+            raise UpstreamUnreachable("Upstream redirected to a refused location: not a valid URL.") from None
         if response.status == 303 or (response.status in (301, 302) and method == "POST"):
             method, body = ("HEAD" if method == "HEAD" else "GET"), None
             headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
@@ -422,6 +460,8 @@ def _send_once(method, url, headers, body, policy, deadline) -> UpstreamResponse
         raise UpstreamTimeout("The upstream did not answer in time.") from None
     except requests.exceptions.RequestException as exc:
         raise UpstreamUnreachable(f"The upstream could not be reached ({type(exc).__name__}).") from None
+    except ValueError as exc:  # e.g. requests parses a Location header it cannot (`http://[::1`) to build `.next`
+        raise UpstreamUnreachable(f"The upstream answer could not be processed ({type(exc).__name__}).") from None
     with response:
         return UpstreamResponse(response.status_code, _response_headers(response), _read_body(response, deadline))
 
@@ -429,17 +469,21 @@ def _send_once(method, url, headers, body, policy, deadline) -> UpstreamResponse
 def _read_body(response, deadline) -> bytes:
     chunks, size = [], 0
     try:
-        for chunk in response.raw.stream(64 * 1024, decode_content=True):
-            size += len(chunk)
-            if size > settings.OUTBOUND_MAX_RESPONSE_BYTES:
-                raise UpstreamUnreachable(f"The upstream response is larger than {settings.OUTBOUND_MAX_RESPONSE_BYTES} bytes.")
-            chunks.append(chunk)
+        while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise UpstreamTimeout("The upstream did not finish its answer in time.")
             sock = getattr(response.raw.connection, "sock", None)
             if sock is not None:
                 sock.settimeout(remaining)
+            # read1: one receive at most (read/stream would wait for a full chunk, so a slow drip outlasts the deadline).
+            chunk = response.raw.read1(64 * 1024, decode_content=True)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > settings.OUTBOUND_MAX_RESPONSE_BYTES:
+                raise UpstreamUnreachable(f"The upstream response is larger than {settings.OUTBOUND_MAX_RESPONSE_BYTES} bytes.")
+            chunks.append(chunk)
     except (SocketTimeout, requests.exceptions.ReadTimeout) as exc:
         raise UpstreamTimeout("The upstream did not finish its answer in time.") from exc
     except Exception as exc:
@@ -453,5 +497,17 @@ def _read_body(response, deadline) -> bytes:
 
 def _response_headers(response) -> list:
     # The body is handed on decoded, so its encoding and length headers no longer apply.
-    dropped = HOP_BY_HOP | {"content-encoding", "content-length"}
-    return [(k, v) for k, v in response.raw.headers.iteritems() if k.lower() not in dropped]
+    headers = list(response.raw.headers.iteritems())
+    listed = {name.strip().lower() for k, v in headers if k.lower() == "connection" for name in v.split(",")}
+    dropped = HOP_BY_HOP | {"content-encoding", "content-length"} | listed
+    return [(k, v) for k, v in headers if k.lower() not in dropped]
+
+
+def post_to_user_url(url: str, body: bytes, headers: dict, *, timeout: float, allow_private: bool) -> UpstreamResponse:
+    """POST to a URL a tenant chose (webhooks): the address guard applies, redirects are not followed."""
+    _, host, _ = _split_url(url)
+    ip = ip_literal(host)
+    if ip is not None:
+        check_address(ip, allow_private)
+    policy = PRIVATE_ALLOWED if allow_private else PUBLIC_ONLY
+    return _send_once("POST", url, headers, body, policy, time.monotonic() + timeout)

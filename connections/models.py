@@ -26,6 +26,12 @@ class Organization(models.Model):
     def __str__(self):
         return self.name
 
+    def webhook_secret(self) -> str:
+        return crypto.decrypt_text(self.webhook_secret_ciphertext) if self.webhook_secret_ciphertext else ""
+
+    def set_webhook_secret(self, value: str) -> None:
+        self.webhook_secret_ciphertext = crypto.encrypt_text(value) if value else ""
+
 
 class ApiKeyQuerySet(models.QuerySet):
     def active(self):
@@ -240,3 +246,42 @@ class Connection(models.Model):
 
     def touch(self):
         Connection.objects.filter(pk=self.pk).update(last_used_at=timezone.now())
+
+
+class WebhookDelivery(models.Model):
+    """One signed event for an organization's webhook URL, retried with backoff; each attempt is recorded."""
+
+    PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+    STATUSES = [(s, s) for s in (PENDING, DELIVERED, FAILED)]
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="webhook_deliveries")
+    event = models.CharField(max_length=100, db_index=True)
+    url = models.URLField(max_length=2000)
+    payload = models.JSONField()
+    status = models.CharField(max_length=10, choices=STATUSES, default=PENDING, db_index=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "webhook deliveries"
+
+    def __str__(self):
+        return f"{self.event} → {self.url} ({self.status})"
+
+
+class WebhookAttempt(models.Model):
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_log")
+    number = models.PositiveSmallIntegerField()
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["number"]
+
+    def __str__(self):
+        return f"attempt {self.number}: {self.response_status or self.error[:60]}"

@@ -17,10 +17,10 @@ def catalog_load(document) -> dict:
     errors = []
     seen = set()
     for i, entry in enumerate(entries):
-        label = f"integrations[{i}]" + (f" ({entry['slug']})" if isinstance(entry, dict) and isinstance(entry.get("slug"), str) else "")
+        slug = entry.get("slug") if isinstance(entry, dict) and isinstance(entry.get("slug"), str) else None
+        label = f"integrations[{i}]" + (f" ({slug})" if slug is not None else "")
         errors += [f"{label} {problem}" for problem in validate_entry(entry)]
-        slug = entry.get("slug") if isinstance(entry, dict) else None
-        if slug in seen:
+        if slug is not None and slug in seen:
             errors.append(f"{label} slug: Duplicate slug.")
         seen.add(slug)
     if errors:

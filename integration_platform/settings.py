@@ -106,7 +106,8 @@ else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-VAR_DIR.mkdir(exist_ok=True)
+STATIC_ROOT_DIR = VAR_DIR / "static"
+STATIC_ROOT_DIR.mkdir(parents=True, exist_ok=True)
 
 # The cache also holds the shared rate-limit counters, so the default must be shared across processes.
 CACHES = {"default": env.cache("CACHE_URL", default="dbcache://platform_cache")}
@@ -138,7 +139,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT = STATIC_ROOT_DIR
 WHITENOISE_USE_FINDERS = True
 
 REST_FRAMEWORK = {
@@ -189,3 +190,20 @@ PASSTHROUGH_ALLOW_PRIVATE_OVERRIDES = env.bool("PASSTHROUGH_ALLOW_PRIVATE_OVERRI
 OAUTH_REFRESH_MARGIN_SECONDS = env.int("OAUTH_REFRESH_MARGIN_SECONDS", default=60)
 # Request bodies for passthrough may be large; refused above this with 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BODY_BYTES", default=20 * 1024 * 1024)
+
+# Async passthrough
+ASYNC_PASSTHROUGH_OUTBOUND_TIMEOUT = env.float("ASYNC_PASSTHROUGH_OUTBOUND_TIMEOUT", default=10.0)
+ASYNC_PASSTHROUGH_DEADLINE_SECONDS = env.int("ASYNC_PASSTHROUGH_DEADLINE_SECONDS", default=300)
+ASYNC_PASSTHROUGH_RETENTION_HOURS = env.int("ASYNC_PASSTHROUGH_RETENTION_HOURS", default=24)
+ASYNC_RESULT_POLL_INTERVAL_SECONDS = env.int("ASYNC_RESULT_POLL_INTERVAL_SECONDS", default=10)
+# A running job with no sign of life for this long is treated as lost (its worker died).
+ASYNC_PASSTHROUGH_LOST_AFTER_SECONDS = env.int("ASYNC_PASSTHROUGH_LOST_AFTER_SECONDS", default=60)
+# A pending job never picked up for this long is enqueued again (the broker was down or lost the message).
+ASYNC_PASSTHROUGH_REQUEUE_AFTER_SECONDS = env.int("ASYNC_PASSTHROUGH_REQUEUE_AFTER_SECONDS", default=30)
+
+# Outbound webhooks
+WEBHOOK_TIMEOUT = env.float("WEBHOOK_TIMEOUT", default=10.0)
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=6)
+WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=10.0)
+# Webhook URLs are tenant-chosen: public addresses only unless the operator allows private networks.
+WEBHOOK_ALLOW_PRIVATE_URLS = env.bool("WEBHOOK_ALLOW_PRIVATE_URLS", default=False)

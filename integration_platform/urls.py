@@ -5,7 +5,12 @@ from rest_framework.routers import SimpleRouter
 
 from integration_platform.echo import echo
 from connections.api.views import ConnectionViewSet, FunctionViewSet, IntegrationViewSet
-from passthrough.api.passthrough_views import FunctionView, PassthroughView
+from passthrough.api.passthrough_views import (
+    AsyncPassthroughResultView,
+    AsyncPassthroughView,
+    FunctionView,
+    PassthroughView,
+)
 from passthrough.api.views import FunctionCallViewSet
 
 admin.site.site_header = "Integration Platform"
@@ -24,13 +29,16 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
-    path("api/v1/passthrough", PassthroughView.as_view(), name="passthrough"),
+    re_path(r"^api/v1/passthrough/?$", PassthroughView.as_view(), name="passthrough"),
+    re_path(r"^api/v1/async-passthrough/?$", AsyncPassthroughView.as_view(), name="async-passthrough"),
+    re_path(r"^api/v1/async-passthrough/(?P<receipt_id>[^/]+)/?$", AsyncPassthroughResultView.as_view(),
+            name="async-passthrough-result"),
     re_path(r"^api/v1/functions/(?P<name>[^/]+)/?$", FunctionView.as_view(), name="function"),
     re_path(r"^api/v1/(?P<name>[a-z0-9][a-z0-9-]*-passthrough-request)/?$", FunctionView.as_view(), name="function-by-app"),
     path("api/v1/", include(router.urls)),
     path("merge/api/", include("passthrough.dialects.merge")),
     path("unified/", include("passthrough.dialects.unified")),
-    re_path(r"^integry/+", include("passthrough.dialects.integry")),
+    re_path(r"^integry(?:/+|$)", include("passthrough.dialects.integry")),
     re_path(r"^echo/(?P<path>.*)$", echo, name="echo"),
 ]
 

@@ -1,27 +1,32 @@
-"""The in-process job worker of local mode: no external broker, so each web process runs its own worker."""
+"""Local mode has no external broker, so each `serve` process runs its own job worker and periodic-job scheduler."""
 
 import logging
 
 import dramatiq
 from dramatiq import Worker
 
+from integration_platform.scheduler import build_scheduler
+
 log = logging.getLogger(__name__)
 _worker = None
+_scheduler = None
 
 
-def start_in_process_worker(threads: int = 4) -> Worker:
-    global _worker
+def start_in_process_worker(threads: int = 4) -> None:
+    global _worker, _scheduler
     if _worker is None:
-        import django_dramatiq.apps  # noqa: F401  (the broker is configured when Django's apps are ready)
-
         _worker = Worker(dramatiq.get_broker(), worker_threads=threads, worker_timeout=200)
         _worker.start()
-        log.info("In-process job worker started with %d threads.", threads)
-    return _worker
+        _scheduler = build_scheduler()
+        _scheduler.start()
+        log.info("In-process job worker (%d threads) and scheduler started.", threads)
 
 
 def stop_in_process_worker() -> None:
-    global _worker
+    global _worker, _scheduler
+    if _scheduler is not None:
+        _scheduler.shutdown(wait=False)
+        _scheduler = None
     if _worker is not None:
         _worker.stop()
         _worker = None

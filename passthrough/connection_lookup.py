@@ -17,10 +17,15 @@ def connection_by_account_token(organization, token: str | None) -> Connection:
     return connection
 
 
+MAX_ID = 2**63 - 1  # BigAutoField; a larger number would overflow the database integer
+
+
 def connection_by_id(organization, connection_id) -> Connection:
-    if not str(connection_id).isdigit():
+    value = str(connection_id)
+    # isdigit() alone accepts non-ASCII digits ("²") that int() refuses.
+    if not (value.isascii() and value.isdigit()) or int(value) > MAX_ID:
         raise NotFound("Connection not found.")
-    connection = Connection.objects.filter(organization=organization, pk=int(connection_id)).select_related("integration").first()
+    connection = Connection.objects.filter(organization=organization, pk=int(value)).select_related("integration").first()
     if connection is None:
         raise NotFound("Connection not found.")
     return connection

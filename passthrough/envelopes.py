@@ -52,6 +52,10 @@ def parse(payload, *, data_must_be_string: bool) -> Envelope:
     """Validate a request envelope; raises InvalidInput listing every problem. `null` means absent."""
     if not isinstance(payload, dict):
         raise InvalidInput("Invalid input.", ["body: Must be a JSON object."])
+    try:
+        json.dumps(payload, ensure_ascii=False).encode()
+    except UnicodeEncodeError:  # JSON allows "\ud800"; no URL, header or body can carry it
+        raise InvalidInput("Invalid input.", ["body: Contains an unpaired surrogate (invalid Unicode)."]) from None
     p = {k: v for k, v in payload.items() if v is not None}
     errors = []
     method = None

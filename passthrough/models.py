@@ -1,3 +1,5 @@
+import uuid
+
 from django.db import models
 
 from connections.models import Connection, Function, Integration, Organization
@@ -54,3 +56,36 @@ class FunctionCall(models.Model):
     @property
     def succeeded(self):
         return self.response_status is not None and self.response_status < 400
+
+
+class AsyncPassthroughRequest(models.Model):
+    """An async passthrough receipt. The row is the source of truth; the broker message only wakes a worker."""
+
+    PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
+    STATUSES = [(s, s) for s in (PENDING, RUNNING, DONE, FAILED)]
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="async_requests")
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="async_requests")
+    dialect = models.CharField(max_length=20, choices=FunctionCall.DIALECTS)
+    request = models.JSONField(help_text="The validated request envelope, as the worker will send it.")
+    status = models.CharField(max_length=10, choices=STATUSES, default=PENDING, db_index=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    deadline_at = models.DateTimeField(help_text="Creation + the global deadline; queue wait included.")
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "async passthrough request"
+        indexes = [models.Index(fields=["status", "claimed_at"])]
+
+    def __str__(self):
+        return f"{self.request.get('method')} {self.request.get('path')} ({self.status})"
+
+    @property
+    def method(self):
+        return self.request.get("method", "")

@@ -14,7 +14,7 @@ from connections.models import Connection, Function
 from integration_platform.errors import InvalidInput
 from passthrough.formats import function_output, headers_dict
 from passthrough.models import FunctionCall
-from passthrough.redaction import Redactor, capped_text
+from passthrough.redaction import Redactor, capped_text, harvested_secrets
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
@@ -43,11 +43,17 @@ def passthrough_execute(*, connection: Connection, method: str, target: client.T
 def function_call_record(exchange: client.Exchange, *, connection: Connection, dialect: str, mode: str,
                          extra_secrets=(), store_bodies: bool = True) -> FunctionCall:
     """Write one redacted, size-capped log row for an executed call."""
-    redactor = Redactor([*exchange.secret_values, *extra_secrets])
-    limit = settings.FUNCTION_CALL_BODY_LIMIT
     response = exchange.response
-    request_body, request_truncated = capped_text(exchange.request_body, limit) if store_bodies else ("", False)
-    response_body, response_truncated = capped_text(response.body, limit) if response and store_bodies else ("", False)
+    # Besides the injected credentials: whatever the caller or the upstream put in secret headers or parameters
+    # (Cookie, Set-Cookie, a caller's own Authorization...), so that an echo of it in a body is redacted as well.
+    harvested = harvested_secrets(exchange.url, [exchange.request_headers.items(), response.headers if response else []])
+    redactor = Redactor([*exchange.secret_values, *extra_secrets, *harvested])
+    limit = settings.FUNCTION_CALL_BODY_LIMIT
+    # Redacted before the cut, so a secret the cut would split is still found whole.
+    request_body, request_truncated = (capped_text(exchange.request_body, limit, redactor) if store_bodies
+                                       else ("", False))
+    response_body, response_truncated = (capped_text(response.body, limit, redactor) if response and store_bodies
+                                         else ("", False))
     return FunctionCall.objects.create(
         organization_id=connection.organization_id,
         connection=connection,
@@ -58,12 +64,12 @@ def function_call_record(exchange: client.Exchange, *, connection: Connection, d
         method=exchange.method,
         url=redactor.url(exchange.url),
         request_headers=redactor.headers(exchange.request_headers),
-        request_body=redactor.text(request_body),
+        request_body=request_body,
         request_body_truncated=request_truncated,
         request_size=len(exchange.request_body or b""),
         response_status=response.status if response else None,
         response_headers=redactor.headers(headers_dict(response)) if response else {},
-        response_body=redactor.text(response_body),
+        response_body=response_body,
         response_body_truncated=response_truncated,
         response_size=len(response.body) if response else 0,
         duration_ms=exchange.duration_ms,
@@ -81,6 +87,10 @@ def function_call_execute(*, connection: Connection, arguments, dialect: str, ex
     errors += [f"{name}: Must be an object." for name in ("headers", "query") if name in args and not isinstance(args[name], dict)]
     if "url" in args and not isinstance(args["url"], str):
         errors.append("url: Must be a string.")
+    try:
+        json.dumps(args, ensure_ascii=False).encode()
+    except UnicodeEncodeError:  # JSON allows "\ud800"; no URL, header or body can carry it
+        errors.append("arguments: Contain an unpaired surrogate (invalid Unicode).")
     if errors:
         raise InvalidInput("Could not call the function due to invalid input. Please see `error_details` for further information.", errors)
     headers = {str(k): str(v) for k, v in args.get("headers", {}).items()}

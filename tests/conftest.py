@@ -56,3 +56,25 @@ def httpbin_url():
 def httpbin_integration(db, httpbin_url):
     """An integration whose base URL is the local httpbin (trusted: registered by the operator)."""
     return make_integration(slug="httpbin", base_url=httpbin_url, allowed_override_hosts=["127.0.0.1", "localhost"])
+
+
+@pytest.fixture
+def broker():
+    """The configured Dramatiq broker (StubBroker on the SQLite leg, Redis on the PostgreSQL leg), emptied."""
+    import dramatiq
+
+    broker = dramatiq.get_broker()
+    broker.flush_all()
+    yield broker
+    broker.flush_all()
+
+
+@pytest.fixture
+def worker(broker, transactional_db):
+    """A real Dramatiq worker in this process; jobs run for real. Use `broker.join(queue)` then `worker.join()`."""
+    from dramatiq import Worker
+
+    worker = Worker(broker, worker_timeout=50, worker_threads=2)
+    worker.start()
+    yield worker
+    worker.stop()

@@ -43,3 +43,37 @@ def gunicorn(app: str, *extra_args, env=None, threads: int = 8):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@contextmanager
+def recording_server(statuses=(200,)):
+    """A loopback HTTP server that records every request and answers with `statuses` in turn (the last repeats).
+
+    Yields (url, requests) where requests is a list of dicts {method, path, headers, body}.
+    """
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received = []
+    answers = list(statuses)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            received.append({"method": "POST", "path": self.path, "headers": dict(self.headers), "body": body})
+            status = answers.pop(0) if len(answers) > 1 else answers[0]
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -5,7 +5,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from connections.authentication import ApiCaller, bearer_value
-from connections.models import ApiKey
+from connections.models import ApiKey, Connection
 
 URL = "/api/v1/integrations"
 
@@ -61,8 +61,6 @@ class TestRefusedKeys:
             assert_refused(client_with().get(path))
 
     def test_refused_create_writes_nothing(self, integration):
-        from connections.models import Connection
-
         response = client_with("Bearer ak_0000000000000000.nope").post(
             "/api/v1/connections", {"integration": integration.slug, "end_user_id": "u", "credentials": {"token": "t"}},
             format="json",

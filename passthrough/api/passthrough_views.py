@@ -1,14 +1,16 @@
 """Native passthrough surfaces: `POST /api/v1/passthrough` and Integry-style function calls."""
 
+from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from connections.api.serializers import FunctionSerializer
+from connections.authentication import bearer_value
 from connections.models import Function
-from integration_platform.errors import InvalidInput, NotFound, UpstreamTimeout
-from passthrough import envelopes, services
+from integration_platform.errors import InvalidInput, NotFound, UpstreamTimeout, native_body
+from passthrough import async_passthrough, envelopes, services
 from passthrough.connection_lookup import connection_by_account_token, native_connection
 from passthrough.formats import remote_response
 from passthrough.models import FunctionCall
@@ -45,7 +47,7 @@ FunctionCallResponse = inline_serializer("FunctionCallResponse", {
 
 
 def sync_timeout(exc: UpstreamTimeout, request) -> UpstreamTimeout:
-    async_url = request.build_absolute_uri("/api/v1/async-passthrough")
+    async_url = request.build_absolute_uri(reverse("async-passthrough"))
     return UpstreamTimeout(f"The upstream did not answer within the synchronous limit; use async passthrough: POST {async_url}")
 
 
@@ -82,11 +84,48 @@ class FunctionView(APIView):
     @extend_schema(request=FunctionCallRequest, responses={200: FunctionCallResponse}, parameters=[ACCOUNT_TOKEN], tags=["functions"])
     def post(self, request, name):
         function = function_or_404(name)
-        connection = connection_by_account_token(request.user.organization, request.META.get("HTTP_X_ACCOUNT_TOKEN"))
+        token = request.META.get("HTTP_X_ACCOUNT_TOKEN")
+        connection = connection_by_account_token(request.user.organization, token)
         if connection.integration_id != function.integration_id:
             raise InvalidInput("Invalid input.", [f"X-Account-Token: This connection is not a {function.integration.name} account."])
+        # Our API key and the account token are secrets too, wherever a caller puts them in the arguments.
+        secrets = (bearer_value(request.META.get("HTTP_AUTHORIZATION", "")), token)
         try:
-            output = services.function_call_execute(connection=connection, arguments=request.data, dialect=FunctionCall.DIALECT_NATIVE)
+            output = services.function_call_execute(connection=connection, arguments=request.data,
+                                                    dialect=FunctionCall.DIALECT_NATIVE, extra_secrets=secrets)
         except UpstreamTimeout as exc:
             raise sync_timeout(exc, request) from None
         return Response(output)
+
+
+AsyncReceipt = inline_serializer("AsyncPassthroughReceipt", {
+    "async_passthrough_receipt_id": serializers.UUIDField(), "status_url": serializers.URLField(),
+})
+
+
+class AsyncPassthroughView(APIView):
+    """Queue a passthrough call; answers at once with a receipt to poll (results kept 24 h)."""
+
+    @extend_schema(request=PassthroughRequest, responses={202: AsyncReceipt}, parameters=[ACCOUNT_TOKEN], tags=["passthrough"])
+    def post(self, request):
+        connection = native_connection(request, request.data)
+        envelope = envelopes.parse(request.data, data_must_be_string=False)
+        receipt = async_passthrough.async_passthrough_create(connection=connection, envelope=envelope,
+                                                             dialect=FunctionCall.DIALECT_NATIVE)
+        url = request.build_absolute_uri(reverse("async-passthrough-result", args=[receipt.pk]))
+        return Response({"async_passthrough_receipt_id": str(receipt.pk), "status_url": url}, status=202)
+
+
+class AsyncPassthroughResultView(APIView):
+    """202 while queued or running, 200 with the passthrough answer, 500 if it failed, 404 if unknown or expired.
+    One retrieval per receipt every 10 s (429 with Retry-After)."""
+
+    @extend_schema(responses={200: PassthroughResponse, 202: AsyncReceipt}, tags=["passthrough"])
+    def get(self, request, receipt_id):
+        receipt = async_passthrough.async_passthrough_get(request.user.organization, receipt_id)
+        async_passthrough.retrieval_allowed(receipt.pk)
+        if receipt.status == receipt.DONE:
+            return Response(receipt.result)
+        if receipt.status == receipt.FAILED:
+            return Response(native_body("The async passthrough request failed.", [receipt.error]), status=500)
+        return Response({"async_passthrough_receipt_id": str(receipt.pk), "status": receipt.status.upper()}, status=202)

@@ -1,3 +1,335 @@
-"""Integry-compatible dialect: see ../shared/spec/integry.md."""
+"""Integry-compatible dialect: see ../shared/spec/integry.md.
 
-urlpatterns = []
+Integry's Python SDK (integry 0.0.20) POSTs everything below `/integry/`, signs each call with
+`Hash = HMAC-SHA256(App-Secret, User-ID)`, never follows redirects and only treats 200 as success. So: every
+route is POST-only, with or without its trailing slash and with any run of slashes between segments (`call_sync`
+sends `/integry//functions/...`); errors are always JSON, `{error, error_details}` for 400, `{detail}` otherwise.
+"""
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+from dataclasses import dataclass
+from datetime import timezone as dt_timezone
+from functools import wraps
+
+from django.core.exceptions import RequestDataTooBig
+from django.db.models import Prefetch, Q
+from django.http import JsonResponse
+from django.urls import re_path
+from django.views.decorators.csrf import csrf_exempt
+
+from connections.api.views import FUNCTION_TYPES
+from connections.crypto import DecryptionError
+from connections.models import ApiKey, Connection, Function, Integration, Organization
+from integration_platform.errors import (
+    InvalidInput,
+    NotAuthenticated,
+    NotFound,
+    PayloadTooLarge,
+    PlatformError,
+    UpstreamTimeout,
+)
+from passthrough import services
+from passthrough.api.passthrough_views import sync_timeout
+from passthrough.models import FunctionCall
+
+PAGE_SIZE = 50
+CALL_REFUSED = "Could not call the function due to invalid input. Please see `error_details` for further information."
+AUTH_FAILED = "Invalid App-Key, User-ID or Hash."
+KEY_WITHOUT_SECRET = "This API key cannot verify Integry requests (it predates them); create a new API key."
+
+
+# --- Errors: the one place where platform errors become Integry's shapes --------------------------------------------
+
+def error_response(exc: PlatformError) -> JsonResponse:
+    if exc.status == 400:
+        body = {"error": exc.message, "error_details": list(exc.details) or [exc.message]}
+    else:
+        body = {"detail": exc.message}
+    response = JsonResponse(body, status=exc.status)
+    if exc.retry_after:
+        response["Retry-After"] = str(max(1, int(exc.retry_after)))
+    return response
+
+
+@csrf_exempt
+def not_found(request, **kwargs):
+    return JsonResponse({"detail": "Not found."}, status=404)
+
+
+# --- Authentication -------------------------------------------------------------------------------------------------
+
+@dataclass
+class Caller:
+    """An Integry request verified for one end user of one organization."""
+
+    organization: Organization
+    user_id: str
+    secrets: tuple  # the Hash and the API key: redacted from the call log
+
+
+def _header(request, name) -> bytes:
+    # WSGI hands header bytes over as latin-1 text; the HMAC is over the bytes the client sent.
+    value = request.headers.get(name, "").strip()
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode()
+
+
+def authenticate(request) -> Caller:
+    """Verify `App-Key`, `User-ID` and `Hash`; every failure is the same 401."""
+    app_key, user_id, given = _header(request, "App-Key"), _header(request, "User-ID"), _header(request, "Hash")
+    if not (app_key and user_id and given):
+        raise NotAuthenticated(AUTH_FAILED)
+    api_key = ApiKey.objects.active().select_related("organization").filter(key_id=app_key.decode("latin-1")).first()
+    if api_key is None:
+        raise NotAuthenticated(AUTH_FAILED)
+    if not api_key.key_ciphertext:
+        raise NotAuthenticated(KEY_WITHOUT_SECRET)
+    try:
+        secret = api_key.secret()
+    except DecryptionError:
+        raise NotAuthenticated(KEY_WITHOUT_SECRET) from None
+    expected = hmac.new(secret.encode(), user_id, hashlib.sha256).hexdigest().encode()
+    if not hmac.compare_digest(expected, given.lower()):
+        raise NotAuthenticated(AUTH_FAILED)
+    try:
+        user = user_id.decode("utf-8")
+    except UnicodeDecodeError:
+        raise NotAuthenticated(AUTH_FAILED) from None
+    return Caller(api_key.organization, user, (given.decode("latin-1"), secret))
+
+
+# --- Request plumbing -----------------------------------------------------------------------------------------------
+
+def request_body(request) -> dict:
+    """The JSON object sent, `{}` for an empty body; any Content-Type."""
+    try:
+        raw = request.body
+    except RequestDataTooBig:
+        raise PayloadTooLarge("The request body is too large.") from None
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        body = None
+    if not isinstance(body, dict):
+        raise InvalidInput("Invalid input.", ["body: Must be a JSON object."])
+    return body
+
+
+def integry_endpoint(view):
+    """POST only, no CSRF; authenticate, parse the body, run `view(request, caller, body, **kwargs)` → 200 JSON."""
+
+    @csrf_exempt
+    @wraps(view)
+    def endpoint(request, **kwargs):
+        if request.method != "POST":
+            response = JsonResponse({"detail": f'Method "{request.method}" not allowed.'}, status=405)
+            response["Allow"] = "POST"
+            return response
+        try:
+            caller = authenticate(request)
+            return JsonResponse(view(request, caller, request_body(request), **kwargs))
+        except PlatformError as exc:
+            return error_response(exc)
+
+    return endpoint
+
+
+def is_true(value) -> bool:
+    return str(value).lower() in ("true", "1")
+
+
+# --- Pagination: opaque keyset cursors, `null` after the last page --------------------------------------------------
+
+def _encode_cursor(kind: str, after: str) -> str:
+    return base64.urlsafe_b64encode(f"{kind}:{after}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(kind: str, cursor) -> str | None:
+    """The key to continue after, or None for the first page."""
+    if cursor in (None, ""):
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode() if isinstance(cursor, str) else ""
+    except (binascii.Error, ValueError):
+        text = ""
+    prefix, _, after = text.partition(":")
+    if prefix != kind or not after:
+        raise InvalidInput("Invalid input.", ["_cursor: Invalid cursor."])
+    return after
+
+
+def page(queryset, key: str, kind: str, request, body) -> tuple[list, str | None]:
+    """One page of `queryset` ordered by `key`, and the cursor of the next page (None on the last)."""
+    after = _decode_cursor(kind, body.get("_cursor") or request.GET.get("_cursor"))
+    if after is not None:
+        queryset = queryset.filter(**{f"{key}__gt": after})
+    rows = list(queryset.order_by(key)[: PAGE_SIZE + 1])
+    if len(rows) <= PAGE_SIZE:
+        return rows, None
+    rows = rows[:PAGE_SIZE]
+    return rows, _encode_cursor(kind, getattr(rows[-1], key))
+
+
+# --- Functions ------------------------------------------------------------------------------------------------------
+
+def function_json(function: Function, include_meta: bool) -> dict:
+    data = {"name": function.name, "description": function.description, "parameters": function.parameters}
+    if include_meta:
+        integration = function.integration
+        data["meta"] = {"app": {"id": integration.id, "name": integration.slug, "title": integration.name,
+                                "icon_url": integration.logo_url}}
+    return data
+
+
+def wants_meta(request) -> bool:
+    return "meta" in [part.strip().lower() for part in request.GET.get("include", "").split(",")]
+
+
+def functions():
+    return Function.objects.filter(integration__enabled=True).select_related("integration")
+
+
+def connected_integration_ids(caller: Caller):
+    return (Connection.objects.filter(organization=caller.organization, end_user_id=caller.user_id,
+                                      status=Connection.STATUS_ACTIVE).values("integration_id"))
+
+
+@integry_endpoint
+def functions_list(request, caller, body):
+    found = functions()
+    params = request.GET
+    if kind := params.get("type"):
+        if kind.lower() not in FUNCTION_TYPES:
+            raise InvalidInput("Invalid input.", ["type: Must be passthrough, action or query."])
+        if not FUNCTION_TYPES[kind.lower()]:
+            found = found.none()
+    if app := params.get("app"):
+        found = found.filter(Q(integration__slug__iexact=app) | Q(integration__name__iexact=app))
+    if is_true(params.get("connected_only")):
+        found = found.filter(integration_id__in=connected_integration_ids(caller))
+    rows, cursor = page(found, "name", "functions", request, body)
+    meta = wants_meta(request)
+    return {"functions": [function_json(function, meta) for function in rows], "_cursor": cursor}
+
+
+def function_named(name) -> Function:
+    function = functions().filter(name=name).first()
+    if function is None:
+        raise NotFound("Function not found")
+    return function
+
+
+@integry_endpoint
+def function_get(request, caller, body, name):
+    # `prompt` and `_variables` ask for argument prediction, which we do not offer.
+    return function_json(function_named(name), wants_meta(request))
+
+
+@integry_endpoint
+def functions_predict(request, caller, body):
+    return {"functions": []}
+
+
+def connection_for_call(caller: Caller, integration: Integration, account_id: str) -> Connection:
+    """The end user's connection to call with: the one named by `connected_account_id`, or their only active one."""
+    accounts = list(Connection.objects.filter(organization=caller.organization, integration=integration,
+                                              end_user_id=caller.user_id).select_related("integration").order_by("id"))
+    if account_id:
+        chosen = [c for c in accounts if re.fullmatch(r"[0-9]{1,18}", account_id) and c.pk == int(account_id)]
+        if not chosen:
+            raise InvalidInput(CALL_REFUSED, [f"connected_account_id: Not a connected {integration.name} account "
+                                              "of this user."])
+        return chosen[0]  # an inactive one is refused by the passthrough service, saying why
+    active = [c for c in accounts if c.status == Connection.STATUS_ACTIVE]
+    if len(active) > 1:
+        ids = ", ".join(str(c.pk) for c in active)
+        raise InvalidInput(CALL_REFUSED, [f"User has connected more than one {integration.name} account; "
+                                          f"pass connected_account_id (one of {ids})."])
+    if not active and accounts:
+        states = ", ".join(sorted({c.get_status_display().lower() for c in accounts}))
+        raise InvalidInput(CALL_REFUSED, [f"User's {integration.name} account cannot be used ({states}); "
+                                          "it must be connected again."])
+    if not active:
+        raise InvalidInput(CALL_REFUSED, [f"User has not connected their {integration.name} account."])
+    return active[0]
+
+
+@integry_endpoint
+def function_call(request, caller, body, name):
+    function = function_named(name)
+    # `integration_id` (the SDK's INTEGRY_INTEGRATION_ID), `_variables` and `_cursor` are ignored.
+    account_id = request.GET.get("connected_account_id", "").strip()
+    try:
+        connection = connection_for_call(caller, function.integration, account_id)
+        return services.function_call_execute(connection=connection, arguments=body,
+                                              dialect=FunctionCall.DIALECT_INTEGRY, extra_secrets=caller.secrets)
+    except UpstreamTimeout as exc:
+        raise sync_timeout(exc, request) from None
+    except InvalidInput as exc:
+        raise InvalidInput(CALL_REFUSED, list(exc.details) or [exc.message]) from None
+
+
+# --- Apps -----------------------------------------------------------------------------------------------------------
+
+def apps(caller: Caller):
+    accounts = Connection.objects.filter(organization=caller.organization, end_user_id=caller.user_id,
+                                         status=Connection.STATUS_ACTIVE).order_by("id")
+    return Integration.objects.filter(enabled=True).prefetch_related(
+        Prefetch("connections", queryset=accounts, to_attr="user_accounts"))
+
+
+def app_json(integration: Integration) -> dict:
+    return {
+        "id": integration.id,
+        "name": integration.slug,
+        "title": integration.name,
+        "icon_url": integration.logo_url,
+        "docs_url": integration.docs_url,
+        "login_url": "",
+        "allow_multiple_connected_accounts": True,
+        "connected_accounts": [connected_account_json(account) for account in integration.user_accounts],
+    }
+
+
+def connected_account_json(connection: Connection) -> dict:
+    return {"id": connection.pk, "display_name": connection.label or connection.end_user_id,
+            "modified_at": connection.updated_at.astimezone(dt_timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+@integry_endpoint
+def apps_list(request, caller, body):
+    found = apps(caller)
+    if is_true(request.GET.get("connected_only")):
+        found = found.filter(id__in=connected_integration_ids(caller))
+    rows, cursor = page(found, "slug", "apps", request, body)
+    return {"apps": [app_json(integration) for integration in rows], "_cursor": cursor}
+
+
+@integry_endpoint
+def app_get(request, caller, body, name):
+    integration = apps(caller).filter(slug__iexact=name).first()
+    if integration is None:
+        raise NotFound("App not found")
+    return app_json(integration)
+
+
+NAME = r"(?P<name>[^/]+)"
+
+urlpatterns = [
+    re_path(r"^functions/+list/*$", functions_list, name="integry-functions-list"),
+    re_path(r"^functions/+predict/*$", functions_predict, name="integry-functions-predict"),
+    re_path(rf"^functions/+{NAME}/+get/*$", function_get, name="integry-function-get"),
+    re_path(rf"^functions/+{NAME}/+call/*$", function_call, name="integry-function-call"),
+    re_path(r"^apps/+list/*$", apps_list, name="integry-apps-list"),
+    re_path(rf"^apps/+{NAME}/+get/*$", app_get, name="integry-app-get"),
+    re_path(r"", not_found),
+]

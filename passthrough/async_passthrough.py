@@ -1,0 +1,161 @@
+"""Async passthrough: receipts now, the upstream call in a worker, results kept 24 h.
+
+The `AsyncPassthroughRequest` row is the source of truth. A job is claimed atomically (pending → running), so a
+duplicate broker message never runs a call twice. The sweeper finds what the broker lost: pending rows never picked
+up (re-enqueued), running rows whose worker died (re-run if the method is idempotent, else failed), rows past the
+global deadline (failed) and results past retention (deleted).
+"""
+
+import logging
+import math
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from connections.client import ensure_usable
+from connections.models import Connection
+from integration_platform.errors import NotFound, PlatformError, RateLimited
+from passthrough import services
+from passthrough.envelopes import Envelope
+from passthrough.formats import remote_response
+from passthrough.models import AsyncPassthroughRequest, FunctionCall
+
+log = logging.getLogger(__name__)
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+WORKER_LOST = "Worker lost while the request was in flight; not retried to avoid a duplicate side effect."
+DEADLINE_PASSED = "The request did not complete within the {seconds} s global deadline (queue wait included)."
+
+
+def async_passthrough_create(*, connection: Connection, envelope: Envelope, dialect: str) -> AsyncPassthroughRequest:
+    """Validate like a sync call (raises InvalidInput, nothing stored), store the receipt, enqueue after commit."""
+    envelope.target(connection.integration)
+    ensure_usable(connection)
+    with transaction.atomic():
+        request = AsyncPassthroughRequest.objects.create(
+            organization_id=connection.organization_id, connection=connection, dialect=dialect,
+            request=envelope.as_json(),
+            deadline_at=timezone.now() + timedelta(seconds=settings.ASYNC_PASSTHROUGH_DEADLINE_SECONDS),
+        )
+        transaction.on_commit(lambda: enqueue(request.pk))
+    return request
+
+
+def enqueue(request_id) -> None:
+    """Wake a worker. A broker outage is not an error for the caller: the sweeper enqueues the row later."""
+    from passthrough.tasks import run_async_passthrough
+
+    try:
+        run_async_passthrough.send(str(request_id))
+    except Exception:
+        log.warning("Could not enqueue async passthrough %s; the sweeper will retry.", request_id, exc_info=True)
+
+
+def async_passthrough_run(request_id) -> None:
+    """Claim and run one request (a worker's job). Does nothing if another worker claimed it already."""
+    now = timezone.now()
+    claimed = AsyncPassthroughRequest.objects.filter(pk=request_id, status=AsyncPassthroughRequest.PENDING).update(
+        status=AsyncPassthroughRequest.RUNNING, claimed_at=now, attempts=F("attempts") + 1)
+    if not claimed:
+        return
+    request = AsyncPassthroughRequest.objects.select_related("connection__integration", "organization").get(pk=request_id)
+    remaining = (request.deadline_at - now).total_seconds()
+    if remaining <= 0:
+        return _finish(request, error=DEADLINE_PASSED.format(seconds=settings.ASYNC_PASSTHROUGH_DEADLINE_SECONDS))
+    envelope = Envelope.from_json(request.request)
+    try:
+        response = services.passthrough_execute(
+            connection=request.connection, method=envelope.method, target=envelope.target(request.connection.integration),
+            headers=envelope.headers, body=envelope.body, dialect=request.dialect, mode=FunctionCall.MODE_ASYNC,
+            timeout=min(settings.ASYNC_PASSTHROUGH_OUTBOUND_TIMEOUT, remaining),
+        )
+    except PlatformError as exc:
+        return _finish(request, error=exc.message)
+    _finish(request, result=remote_response(envelope.method, envelope.path, response, normalize=envelope.normalize_response))
+
+
+def _finish(request, *, result=None, error=""):
+    """Record the outcome once (only a running row can finish), then notify the organization's webhook."""
+    finished = AsyncPassthroughRequest.objects.filter(pk=request.pk, status=AsyncPassthroughRequest.RUNNING).update(
+        status=AsyncPassthroughRequest.FAILED if error else AsyncPassthroughRequest.DONE,
+        result=result, error=error, finished_at=timezone.now())
+    if finished:
+        _notify(request.pk)
+
+
+def _notify(request_id):
+    from connections.webhooks import webhook_send
+
+    request = AsyncPassthroughRequest.objects.select_related("connection__integration", "organization").get(pk=request_id)
+    webhook_send(request.organization, "async_passthrough.completed", connection=request.connection, data={
+        "async_passthrough_receipt_id": str(request.pk),
+        "status": "DONE" if request.status == AsyncPassthroughRequest.DONE else "FAILED",
+    })
+
+
+def async_passthrough_sweep() -> dict:
+    """Repair what the broker or a dead worker left behind; delete expired results. Safe to run concurrently."""
+    now = timezone.now()
+    rows = AsyncPassthroughRequest.objects
+    overdue = rows.filter(status__in=[AsyncPassthroughRequest.PENDING, AsyncPassthroughRequest.RUNNING], deadline_at__lte=now)
+    timed_out = overdue.update(status=AsyncPassthroughRequest.FAILED, finished_at=now,
+                               error=DEADLINE_PASSED.format(seconds=settings.ASYNC_PASSTHROUGH_DEADLINE_SECONDS))
+    lost = rows.filter(status=AsyncPassthroughRequest.RUNNING,
+                       claimed_at__lt=now - timedelta(seconds=settings.ASYNC_PASSTHROUGH_LOST_AFTER_SECONDS))
+    retried = failed = 0
+    for request in lost:
+        if request.method in IDEMPOTENT_METHODS:
+            retried += rows.filter(pk=request.pk, status=AsyncPassthroughRequest.RUNNING).update(status=AsyncPassthroughRequest.PENDING)
+        elif rows.filter(pk=request.pk, status=AsyncPassthroughRequest.RUNNING).update(
+                status=AsyncPassthroughRequest.FAILED, error=WORKER_LOST, finished_at=now):
+            failed += 1
+            _notify(request.pk)
+    stale = rows.filter(status=AsyncPassthroughRequest.PENDING, created_at__lt=now - timedelta(seconds=settings.ASYNC_PASSTHROUGH_REQUEUE_AFTER_SECONDS))
+    requeued = 0
+    for request_id in stale.values_list("pk", flat=True):
+        enqueue(request_id)
+        requeued += 1
+    return {"timed_out": timed_out, "lost_retried": retried, "lost_failed": failed, "requeued": requeued,
+            "purged": async_results_purge()}
+
+
+def async_results_purge(now=None) -> int:
+    """Delete finished requests older than the retention period; returns how many."""
+    cutoff = (now or timezone.now()) - timedelta(hours=settings.ASYNC_PASSTHROUGH_RETENTION_HOURS)
+    deleted, _ = AsyncPassthroughRequest.objects.filter(finished_at__lt=cutoff).delete()
+    return deleted
+
+
+def async_passthrough_get(organization, request_id, connection=None) -> AsyncPassthroughRequest:
+    """A receipt of this organization (and connection, if given), unexpired; NotFound otherwise."""
+    cutoff = timezone.now() - timedelta(hours=settings.ASYNC_PASSTHROUGH_RETENTION_HOURS)
+    requests = AsyncPassthroughRequest.objects.filter(organization=organization).exclude(finished_at__lt=cutoff)
+    if connection is not None:
+        requests = requests.filter(connection=connection)
+    try:
+        request_id = uuid.UUID(str(request_id))
+    except ValueError:
+        raise NotFound("Not found.") from None
+    request = requests.filter(pk=request_id).first()
+    if request is None:
+        raise NotFound("Not found.")
+    return request
+
+
+def retrieval_allowed(request_id) -> None:
+    """At most one retrieval per receipt per interval, across processes (the shared cache); RateLimited otherwise.
+
+    The window starts at the allowed request; refused requests do not restart it, and Retry-After counts down.
+    """
+    interval = settings.ASYNC_RESULT_POLL_INTERVAL_SECONDS
+    key = f"async-poll:{request_id}"
+    now = timezone.now().timestamp()
+    if cache.add(key, now, timeout=interval):
+        return
+    started = cache.get(key, now)
+    retry_after = max(1, math.ceil(interval - (now - started)))
+    raise RateLimited(f"Results of one receipt may be fetched once every {interval} s.", retry_after=retry_after)
