@@ -3,16 +3,70 @@ import json
 from django import forms
 from django.contrib import admin, messages
 from django.utils import timezone
+from django.utils.html import format_html
 
 from connections.catalog import validate_auth, validate_base_url, validate_hosts, validate_rate_limits, validate_string_list
-from connections.models import ApiKey, Connection, Function, Integration, Organization
+from connections.models import ApiKey, Connection, Function, Integration, Organization, WebhookAttempt, WebhookDelivery
+from connections.webhooks import webhook_replay
 from connections.services import AUTH_CONFIG_SECRET_KEYS
+
+
+class OrganizationForm(forms.ModelForm):
+    new_webhook_secret = forms.CharField(
+        required=False, widget=forms.PasswordInput(render_value=False),
+        help_text="Write-only. Webhooks are signed with it (HMAC-SHA256). Leave empty to keep the stored secret.",
+    )
+
+    class Meta:
+        model = Organization
+        fields = ["name", "webhook_url"]
+
+    def save(self, commit=True):
+        if self.cleaned_data.get("new_webhook_secret"):
+            self.instance.set_webhook_secret(self.cleaned_data["new_webhook_secret"])
+        return super().save(commit)
 
 
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
-    list_display = ["name", "created_at"]
+    form = OrganizationForm
+    list_display = ["name", "webhook_url", "created_at"]
     search_fields = ["name"]
+
+
+class WebhookAttemptInline(admin.TabularInline):
+    model = WebhookAttempt
+    fields = ["number", "response_status", "error", "duration_ms", "created_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "organization", "event", "status", "attempts", "delivered_at"]
+    list_filter = ["status", "event", "organization"]
+    readonly_fields = ["organization", "event", "url", "status", "attempts", "next_attempt_at", "created_at",
+                       "delivered_at", "payload_json"]
+    exclude = ["payload"]
+    inlines = [WebhookAttemptInline]
+    actions = ["replay"]
+
+    @admin.display(description="Payload")
+    def payload_json(self, obj):
+        return format_html("<pre>{}</pre>", json.dumps(obj.payload, indent=2))
+
+    @admin.action(description="Replay selected deliveries")
+    def replay(self, request, queryset):
+        for delivery in queryset:
+            webhook_replay(delivery)
+        self.message_user(request, f"Queued {queryset.count()} delivery(ies) again.")
+
+    def has_add_permission(self, request):
+        return False
 
 
 @admin.register(ApiKey)

@@ -84,3 +84,21 @@ class TestCrypto:
         with pytest.raises(crypto.DecryptionError) as error:
             crypto.decrypt_text(ciphertext)
         assert "s3cret" not in str(error.value) and ciphertext not in str(error.value)
+
+
+@pytest.mark.django_db
+def test_rotate_encryption_keys_re_encrypts_every_secret_with_the_new_key(alice_connection, settings):
+    import io
+    import json
+
+    from cryptography.fernet import Fernet
+    from django.core.management import call_command
+
+    connection, _ = alice_connection
+    old_keys = list(settings.PLATFORM_ENCRYPTION_KEYS)
+    settings.PLATFORM_ENCRYPTION_KEYS = [Fernet.generate_key().decode(), *old_keys]
+    out = io.StringIO()
+    call_command("rotate_encryption_keys", stdout=out)
+    assert json.loads(out.getvalue().splitlines()[-1])["rotated"]["connection.credentials_ciphertext"] == 1
+    settings.PLATFORM_ENCRYPTION_KEYS = settings.PLATFORM_ENCRYPTION_KEYS[:1]  # the old key is gone
+    assert Connection.objects.get(pk=connection.pk).credentials == {"token": "tok-SECRET-123456"}
