@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: install
-	$(PY) manage.py migrate --noinput
+	$(PY) manage.py migrate --noinput --verbosity 0
 	$(PY) manage.py load_catalog catalog/demo.json
 	$(PY) manage.py setup_demo
 	$(PY) manage.py serve --bind 127.0.0.1:8000

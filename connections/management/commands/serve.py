@@ -18,7 +18,7 @@ class PlatformServer(BaseApplication):
         return application
 
 
-def start_job_worker(server, worker):
+def start_job_worker(worker):
     from integration_platform.workers import start_in_process_worker
 
     start_in_process_worker()
@@ -47,8 +47,9 @@ class Command(BaseCommand):
             # Above the 55 s synchronous passthrough budget, so the 408 is ours, not a killed worker.
             "timeout": 90,
             "graceful_timeout": 30,
-            "accesslog": "-" if settings.SERVE_ACCESS_LOG else None,
         }
+        if settings.SERVE_ACCESS_LOG:
+            config["accesslog"] = "-"
         if settings.IN_PROCESS_WORKER:
             config.update(post_worker_init=start_job_worker, worker_exit=stop_job_worker)
         self.stdout.write(f"Serving on http://{bind} ({workers} processes x {threads} threads"
