@@ -64,6 +64,7 @@ class ConnectionViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.R
     """Connected accounts of the caller's organization. Credentials go in, never come out."""
 
     serializer_class = ConnectionSerializer
+    queryset = Connection.objects.none()  # for the schema; get_queryset scopes to the caller
 
     def get_queryset(self):
         connections = Connection.objects.filter(organization=self.request.user.organization).select_related("integration")

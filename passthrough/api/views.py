@@ -23,6 +23,7 @@ class FunctionCallViewSet(viewsets.ReadOnlyModelViewSet):
     """The function-call log of the caller's organization, newest first."""
 
     serializer_class = FunctionCallSerializer
+    queryset = FunctionCall.objects.none()  # for the schema; get_queryset scopes to the caller
 
     @extend_schema(parameters=[OpenApiParameter(name) for name in CALL_FILTERS]
                    + [OpenApiParameter("created_after", description="ISO-8601"),
