@@ -4,11 +4,14 @@ from django import forms
 from django.contrib import admin, messages
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.html import format_html_join
 
+from connections import ratelimit
 from connections.catalog import validate_auth, validate_base_url, validate_hosts, validate_rate_limits, validate_string_list
 from connections.models import ApiKey, Connection, Function, Integration, Organization, WebhookAttempt, WebhookDelivery
 from connections.webhooks import webhook_replay
 from connections.services import AUTH_CONFIG_SECRET_KEYS
+from syncing.admin import connections_sync
 
 
 class OrganizationForm(forms.ModelForm):
@@ -146,11 +149,18 @@ class IntegrationAdmin(admin.ModelAdmin):
     list_display = ["slug", "name", "auth_scheme", "base_url", "enabled", "connection_count"]
     list_filter = ["enabled", "auth_scheme"]
     search_fields = ["slug", "name", "base_url"]
+    readonly_fields = ["rate_limit_usage"]
     inlines = [FunctionInline]
 
     @admin.display(description="Connections")
     def connection_count(self, obj):
         return obj.connections.count()
+
+    @admin.display(description="Rate limits and current usage")
+    def rate_limit_usage(self, obj):
+        if obj.pk is None:
+            return "—"
+        return format_html_join("", "<div>{}</div>", ((line,) for line in ratelimit.limiter().usage(obj)))
 
 
 @admin.register(Function)
@@ -212,6 +222,15 @@ class ConnectionAdmin(admin.ModelAdmin):
     search_fields = ["end_user_id", "label", "end_user_email"]
     readonly_fields = ["created_at", "updated_at", "last_used_at"]
     list_select_related = ["integration", "organization"]
+    actions = ["sync_now", "full_resync"]
+
+    @admin.action(description="Sync now (every enabled model)")
+    def sync_now(self, request, queryset):
+        connections_sync(request, queryset, full=False, notify=self.message_user)
+
+    @admin.action(description="Full resync (fetch everything, detect deletions)")
+    def full_resync(self, request, queryset):
+        connections_sync(request, queryset, full=True, notify=self.message_user)
 
     def save_model(self, request, obj, form, change):
         token = None if change else obj.issue_account_token()

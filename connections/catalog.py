@@ -4,6 +4,7 @@ import re
 from urllib.parse import urlsplit
 
 from connections.auth_schemes import AUTH_SCHEMES
+from syncing.spec import validate_sync_models
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 HOST_RE = re.compile(r"^(\*\.)?[a-z0-9.:\[\]-]+$")
@@ -84,6 +85,5 @@ def validate_entry(entry) -> list[str]:
     errors += validate_string_list("categories", entry.get("categories", []))
     if not isinstance(entry.get("enabled", True), bool):
         errors.append("enabled: Must be true or false.")
-    if not isinstance(entry.get("sync_models", []), list):
-        errors.append("sync_models: Must be a list.")
+    errors += validate_sync_models(entry.get("sync_models", []))
     return errors

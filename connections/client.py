@@ -29,9 +29,10 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 from urllib3.util import connection as urllib3_connection
 
+from connections import ratelimit
 from connections.addresses import AddressRefused, check_address, ip_literal, normalize_host, resolve_checked
 from connections.models import Connection, Integration
-from integration_platform.errors import ConnectionUnusable, InvalidInput, UpstreamTimeout, UpstreamUnreachable
+from integration_platform.errors import ConnectionUnusable, InvalidInput, RateLimited, UpstreamTimeout, UpstreamUnreachable
 
 log = logging.getLogger(__name__)
 
@@ -370,8 +371,11 @@ def clean_request_headers(headers: dict) -> dict:
 
 
 def send(connection: Connection, method: str, target: Target, headers: dict | None = None, body: bytes | None = None,
-         *, timeout: float) -> Exchange:
-    """Send one call for `connection` within `timeout` seconds overall. See the module docstring for the contract."""
+         *, timeout: float, priority: str = ratelimit.INTERACTIVE) -> Exchange:
+    """Send one call for `connection` within `timeout` seconds overall. See the module docstring for the contract.
+
+    Every request it sends first takes a rate-limit permit of `priority` ("interactive" or "background"); a call
+    refused a permit before anything was sent raises RateLimited (background: ratelimit.PermitDelayed)."""
     ensure_usable(connection)
     integration = connection.integration
     credentials = fresh_credentials(connection)
@@ -387,7 +391,8 @@ def send(connection: Connection, method: str, target: Target, headers: dict | No
     started = time.monotonic()
     try:
         exchange.response = _send_following_redirects(exchange, target, sent_headers, credentialed_hosts,
-                                                       integration, credentials, deadline)
+                                                       integration, credentials, deadline,
+                                                       ratelimit.Permit(connection, priority))
     except (UpstreamTimeout, UpstreamUnreachable) as exc:
         exchange.error = exc
     exchange.duration_ms = int((time.monotonic() - started) * 1000)
@@ -395,7 +400,7 @@ def send(connection: Connection, method: str, target: Target, headers: dict | No
     return exchange
 
 
-def _send_following_redirects(exchange, target, headers, credentialed_hosts, integration, credentials, deadline):
+def _send_following_redirects(exchange, target, headers, credentialed_hosts, integration, credentials, deadline, permit):
     """Follow redirects hop by hop. A refusal on the first hop is a 400 (nothing sent); on a later hop, the call
     was executed, so it becomes an upstream error."""
     method, url, body = exchange.method, target.url(), exchange.request_body
@@ -403,11 +408,15 @@ def _send_following_redirects(exchange, target, headers, credentialed_hosts, int
     for hop in range(MAX_REDIRECTS + 1):
         exchange.url = url
         try:
-            response = _send_once(method, url, headers, body, policy, deadline)
+            response = _send_once(method, url, headers, body, policy, deadline, permit)
         except AddressRefused as exc:
             if hop == 0:
                 raise
             raise UpstreamUnreachable(f"Upstream redirected to a refused address: {'; '.join(exc.details)}") from None
+        except RateLimited as exc:
+            if hop == 0:
+                raise
+            raise UpstreamUnreachable(f"No rate-limit permit to follow the upstream's redirect: {exc.message}") from None
         location = response.header("Location")
         if response.status not in REDIRECT_STATUSES or not location:
             return response
@@ -445,7 +454,9 @@ def _redirect_policy(host: str) -> str:
     return PRIVATE_ALLOWED if settings.PASSTHROUGH_ALLOW_PRIVATE_OVERRIDES else PUBLIC_ONLY
 
 
-def _send_once(method, url, headers, body, policy, deadline) -> UpstreamResponse:
+def _send_once(method, url, headers, body, policy, deadline, permit=None) -> UpstreamResponse:
+    if permit is not None:
+        deadline = permit.take(deadline)  # last step before the request leaves: the upstream sees no added burst
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise UpstreamTimeout("The upstream did not answer in time.")
@@ -462,6 +473,8 @@ def _send_once(method, url, headers, body, policy, deadline) -> UpstreamResponse
         raise UpstreamUnreachable(f"The upstream could not be reached ({type(exc).__name__}).") from None
     except ValueError as exc:  # e.g. requests parses a Location header it cannot (`http://[::1`) to build `.next`
         raise UpstreamUnreachable(f"The upstream answer could not be processed ({type(exc).__name__}).") from None
+    if permit is not None:
+        permit.observe(response.status_code, response.headers)
     with response:
         return UpstreamResponse(response.status_code, _response_headers(response), _read_body(response, deadline))
 

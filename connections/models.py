@@ -285,3 +285,28 @@ class WebhookAttempt(models.Model):
 
     def __str__(self):
         return f"attempt {self.number}: {self.response_status or self.error[:60]}"
+
+
+class RateLimitScope(models.Model):
+    """What one sliding log of send times counts (an integration, or one connection of it), in local mode.
+
+    Its row is the lock that serialises permit decisions on PostgreSQL, and it holds the scope's upstream pause.
+    """
+
+    key = models.CharField(max_length=100, unique=True)  # "integration:<id>" or "connection:<id>", as in Redis
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="+")
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    paused_until = models.FloatField(default=0.0)  # Unix time; nothing is sent for this scope before it
+
+    def __str__(self):
+        return self.key
+
+
+class RateLimitSend(models.Model):
+    """One permit taken: a request left for this scope at `sent_at` (Unix time). Trimmed once older than any window."""
+
+    scope = models.ForeignKey(RateLimitScope, on_delete=models.CASCADE, related_name="sends")
+    sent_at = models.FloatField()
+
+    class Meta:
+        indexes = [models.Index(fields=["scope", "sent_at"])]

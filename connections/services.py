@@ -5,6 +5,7 @@ from django.db import transaction
 from connections.catalog import validate_entry
 from connections.models import ApiKey, Connection, Integration, Organization
 from integration_platform.errors import InvalidInput, NotFound
+from syncing.services import connection_linked
 
 AUTH_CONFIG_SECRET_KEYS = ("client_secret",)
 
@@ -86,6 +87,7 @@ def connection_create(*, organization, integration_slug, end_user_id, credential
     connection.credentials = credentials
     token = connection.issue_account_token()
     connection.save()
+    connection_linked(connection)
     return connection, token
 
 

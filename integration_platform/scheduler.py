@@ -10,6 +10,7 @@ from django.utils.module_loading import import_string
 PERIODIC_JOBS = [
     ("passthrough.tasks.sweep_async_passthrough", 30),
     ("connections.tasks.sweep_webhooks", 60),
+    ("syncing.tasks.schedule_syncs", 60),
 ]
 
 

@@ -207,3 +207,38 @@ WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=6)
 WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=10.0)
 # Webhook URLs are tenant-chosen: public addresses only unless the operator allows private networks.
 WEBHOOK_ALLOW_PRIVATE_URLS = env.bool("WEBHOOK_ALLOW_PRIVATE_URLS", default=False)
+
+# Outbound rate limits (catalog `rate_limits`; contract in spec/limits.md). The sliding logs and pauses live in Redis
+# when CACHE_URL is redis://, shared by every process; otherwise in the database (connections.RateLimitSend).
+_CACHE_URL = env.str("CACHE_URL", default="")
+RATE_LIMIT_REDIS_URL = _CACHE_URL if _CACHE_URL.startswith(("redis://", "rediss://")) else ""
+# How long a sync call may wait for a permit before answering 429 (capped at the integration's shortest window).
+RATE_LIMIT_INTERACTIVE_MAX_WAIT = env.float("RATE_LIMIT_INTERACTIVE_MAX_WAIT", default=1.0)
+# Share of every window kept for interactive calls: background work (async passthrough, syncing) never uses it.
+RATE_LIMIT_BACKGROUND_RESERVE = env.float("RATE_LIMIT_BACKGROUND_RESERVE", default=0.2)
+# How long a worker sleeps for a permit before handing the job back with a delay (PermitDelayed). Kept well under
+# ASYNC_PASSTHROUGH_LOST_AFTER_SECONDS, or the sweeper would take a sleeping job for a lost one.
+RATE_LIMIT_BACKGROUND_MAX_WAIT = env.float("RATE_LIMIT_BACKGROUND_MAX_WAIT", default=30.0)
+# Longest pause an upstream's Retry-After / X-RateLimit-Reset may impose: one bad header must not silence an
+# integration for days.
+RATE_LIMIT_MAX_PAUSE_SECONDS = env.float("RATE_LIMIT_MAX_PAUSE_SECONDS", default=3600.0)
+
+# Syncing (issue #8): incremental pulls of catalog `sync_models` into stored records.
+SYNC_REQUEST_TIMEOUT = env.float("SYNC_REQUEST_TIMEOUT", default=30.0)
+# Retries of one page request (408, 429, 5xx, unreachable): backoff from the base, doubling; Retry-After wins.
+SYNC_MAX_RETRIES = env.int("SYNC_MAX_RETRIES", default=3)
+SYNC_RETRY_BASE_SECONDS = env.float("SYNC_RETRY_BASE_SECONDS", default=1.0)
+SYNC_RETRY_MAX_WAIT_SECONDS = env.float("SYNC_RETRY_MAX_WAIT_SECONDS", default=60.0)
+# How long one page may wait for our own rate-limit permits before the run fails (to run again later).
+SYNC_RATE_LIMIT_MAX_WAIT_SECONDS = env.float("SYNC_RATE_LIMIT_MAX_WAIT_SECONDS", default=300.0)
+SYNC_MAX_PAGES = env.int("SYNC_MAX_PAGES", default=100000)
+SYNC_MAX_SKIPPED_PAGES = env.int("SYNC_MAX_SKIPPED_PAGES", default=10)
+# Store request/response bodies of sync traffic in the function-call log (off: method, URL, status, sizes only).
+SYNC_LOG_BODIES = env.bool("SYNC_LOG_BODIES", default=False)
+# A running sync that has not shown a sign of life for this long is lost (its worker died) and is taken over.
+SYNC_LOST_AFTER_SECONDS = env.int("SYNC_LOST_AFTER_SECONDS", default=900)
+# A requested sync whose job has not started for this long is enqueued again (the broker lost it).
+SYNC_REQUEUE_AFTER_SECONDS = env.int("SYNC_REQUEUE_AFTER_SECONDS", default=600)
+# After a failed run, the next scheduled one comes after this (or the model's frequency, if shorter).
+SYNC_RETRY_FAILED_AFTER_SECONDS = env.int("SYNC_RETRY_FAILED_AFTER_SECONDS", default=900)
+SYNC_RUN_TIME_LIMIT_SECONDS = env.int("SYNC_RUN_TIME_LIMIT_SECONDS", default=24 * 3600)

@@ -35,6 +35,7 @@ urlpatterns = [
             name="async-passthrough-result"),
     re_path(r"^api/v1/functions/(?P<name>[^/]+)/?$", FunctionView.as_view(), name="function"),
     re_path(r"^api/v1/(?P<name>[a-z0-9][a-z0-9-]*-passthrough-request)/?$", FunctionView.as_view(), name="function-by-app"),
+    path("api/v1/", include("syncing.api.urls")),
     path("api/v1/", include(router.urls)),
     path("merge/api/", include("passthrough.dialects.merge")),
     path("unified/", include("passthrough.dialects.unified")),

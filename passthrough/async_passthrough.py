@@ -71,7 +71,7 @@ def async_passthrough_run(request_id) -> None:
         response = services.passthrough_execute(
             connection=request.connection, method=envelope.method, target=envelope.target(request.connection.integration),
             headers=envelope.headers, body=envelope.body, dialect=request.dialect, mode=FunctionCall.MODE_ASYNC,
-            timeout=min(settings.ASYNC_PASSTHROUGH_OUTBOUND_TIMEOUT, remaining),
+            timeout=min(settings.ASYNC_PASSTHROUGH_OUTBOUND_TIMEOUT, remaining), priority="background",
         )
     except PlatformError as exc:
         return _finish(request, error=exc.message)

@@ -27,13 +27,17 @@ def method_checked(method) -> str:
 
 def passthrough_execute(*, connection: Connection, method: str, target: client.Target, headers: dict | None = None,
                         body: bytes | None = None, dialect: str, mode: str = FunctionCall.MODE_SYNC,
-                        timeout: float | None = None, extra_secrets=()) -> client.UpstreamResponse:
+                        timeout: float | None = None, extra_secrets=(),
+                        priority: str = "interactive") -> client.UpstreamResponse:
     """Send one call upstream for `connection`, log it (redacted), and return the upstream's answer.
 
-    Raises InvalidInput (nothing sent, nothing logged) or, after logging, UpstreamTimeout / UpstreamUnreachable.
+    `priority` is the rate-limit priority: "interactive" (a caller waits) or "background" (async work, syncing).
+    Raises InvalidInput or RateLimited (nothing sent, nothing logged) or, after logging, UpstreamTimeout /
+    UpstreamUnreachable.
     """
     exchange = client.send(connection, method_checked(method), target, headers, body,
-                           timeout=timeout if timeout is not None else settings.SYNC_PASSTHROUGH_TIMEOUT)
+                           timeout=timeout if timeout is not None else settings.SYNC_PASSTHROUGH_TIMEOUT,
+                           priority=priority)
     function_call_record(exchange, connection=connection, dialect=dialect, mode=mode, extra_secrets=extra_secrets)
     if exchange.error is not None:
         raise exchange.error

@@ -78,3 +78,26 @@ def worker(broker, transactional_db):
     worker.start()
     yield worker
     worker.stop()
+
+
+@pytest.fixture
+def merge_sdk(live_server):
+    """Merge's SDK, unmodified: `merge_sdk(api_key, account_token=None)` builds a client as the SDK's own default would (redirects followed).
+
+    Its HTTP connections are closed after the test: a kept-alive connection would outlive the test server's
+    shared database connection and fail in the server thread at exit.
+    """
+    import httpx
+
+    http_clients = []
+
+    def build(key, account_token=None):
+        from merge import Merge
+
+        http_clients.append(httpx.Client(timeout=60, follow_redirects=True))
+        return Merge(base_url=f"{live_server.url}/merge/api", api_key=key, account_token=account_token,
+                     httpx_client=http_clients[-1])
+
+    yield build
+    for http_client in http_clients:
+        http_client.close()

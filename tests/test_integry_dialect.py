@@ -145,6 +145,11 @@ class TestRoutes:
     def test_any_other_path_under_integry_is_404_not_found(self, alice, integration, path):
         assert_detail(post(path, headers=signed(alice)), 404, "Not found.")
 
+    @pytest.mark.parametrize("path", ["/integry/functions/a%00b/get/", "/integry/functions/a%00b/call/",
+                                      "/integry/apps/a%00b/get/"])
+    def test_nul_in_a_name_is_404(self, alice, integration, path):
+        assert_detail(post(path, {}, headers=signed(alice)), 404)
+
     @pytest.mark.parametrize("path", ROUTES)
     def test_routes_never_redirect(self, alice, integration, path):
         for variant in (path, path.rstrip("/"), path.replace("/integry/", "/integry//")):
@@ -237,6 +242,12 @@ class TestAuthentication:
         for secret in (alice.key, alice.key.split(".", 1)[1], headers["Hash"], signature(alice.key, "user-1")):
             assert secret not in response.content.decode()
 
+    @pytest.mark.parametrize("header, value", [("App-Key", "ak_\x00"), ("App-Key", "ak_0123 4567"),
+                                               ("User-ID", "user\x00-1"), ("User-ID", "user\n1")])
+    def test_impossible_key_id_or_user_id_is_401_even_when_signed(self, alice, integration, header, value):
+        headers = {**signed(alice, value if header == "User-ID" else "user-1"), header: value}
+        assert_detail(post("/integry/apps/list/", {}, headers=headers), 401)
+
     def test_user_id_is_part_of_the_signature(self, alice, integration):
         headers = {**signed(alice, "user-1"), "User-ID": "user-2"}
         assert_detail(post("/integry/apps/list/", {}, headers=headers), 401)
@@ -248,7 +259,7 @@ class TestTenancy:
         assert "not connected" in details[0]
         assert not FunctionCall.objects.exists()
 
-    def test_another_organizations_connection_cannot_be_selected(self, alice, bob, httpbin_integration, httpbin_connection):
+    def test_another_organizations_account_is_refused(self, alice, bob, httpbin_integration, httpbin_connection):
         make_connection(bob.organization, httpbin_integration)
         response = call(bob, {"method": "GET", "url": "/get"}, query=f"&connected_account_id={httpbin_connection.pk}")
         assert assert_refused(response)[0].startswith("connected_account_id:")
@@ -281,7 +292,8 @@ class TestFunctionsList:
         parameters = function["parameters"]
         assert parameters["type"] == "object" and parameters["required"] == ["method", "url"]
         assert set(parameters["properties"]) == {"method", "url", "body", "headers", "query"}
-        assert parameters["properties"]["method"]["enum"] == ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+        assert parameters["properties"]["method"]["enum"] == ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD",
+                                                              "OPTIONS"]
 
     def test_every_schema_node_has_one_json_type(self, alice, integration, httpbin_integration):
         for function in post("/integry/functions/list/", {}, headers=signed(alice)).json()["functions"]:
@@ -309,7 +321,9 @@ class TestFunctionsList:
         assert post("/integry/functions/list/", {"_cursor": ""}, headers=signed(alice)).json() == {
             "functions": [], "_cursor": None}
 
-    @pytest.mark.parametrize("cursor", ["garbage", "!!", 12, ["x"], {"a": 1}, "YXBwczphY21l"])  # last: an apps cursor
+    @pytest.mark.parametrize("cursor", ["garbage", "!!", 12, ["x"], {"a": 1},
+                                        "YXBwczphY21l",  # an apps cursor
+                                        "ZnVuY3Rpb25zOgB4"])  # "functions:<NUL>x"
     def test_invalid_cursor_is_400(self, alice, integration, cursor):
         response = post("/integry/functions/list/", {"_cursor": cursor}, headers=signed(alice))
         assert assert_refused(response) == ["_cursor: Invalid cursor."]
@@ -338,8 +352,9 @@ class TestFunctionsList:
         body = post("/integry/functions/list/?app=hubspot", {"_cursor": ""}, headers=signed(alice)).json()
         assert [f["name"] for f in body["functions"]] == ["hs-passthrough-request"]
 
-    def test_unknown_app_lists_nothing(self, alice, integration):
-        body = post("/integry/functions/list/?app=nope", {"_cursor": ""}, headers=signed(alice)).json()
+    @pytest.mark.parametrize("app", ["nope", "ac%00me"])
+    def test_unknown_app_lists_nothing(self, alice, integration, app):
+        body = post(f"/integry/functions/list/?app={app}", {"_cursor": ""}, headers=signed(alice)).json()
         assert body == {"functions": [], "_cursor": None}
 
     @pytest.mark.parametrize("flag", ["True", "true", "1", "TRUE"])
@@ -446,7 +461,8 @@ class TestCallExecuted:
         assert response.json()["output"]["args"] == {}
 
     def test_integration_id_parameter_is_ignored(self, alice, httpbin_connection):
-        assert call(alice, {"method": "GET", "url": "/get"}, query="&integration_id=999").json()["network_code"] == "200"
+        response = call(alice, {"method": "GET", "url": "/get"}, query="&integration_id=999")
+        assert response.json()["network_code"] == "200"
 
     def test_headers_argument_goes_upstream_but_our_headers_never_do(self, alice, httpbin_connection):
         output = call(alice, {"method": "GET", "url": "/headers", "headers": {"X-Custom": "yes"}},
@@ -554,6 +570,17 @@ class TestCallUpstreamFailures:
         assert "async" in assert_detail(response, 408)
         assert FunctionCall.objects.get().error
 
+    def test_our_rate_limit_is_429_detail_with_retry_after_and_not_logged(self, alice, settings, httpbin_url):
+        settings.RATE_LIMIT_INTERACTIVE_MAX_WAIT = 0
+        limited = make_integration(slug="limited", base_url=httpbin_url,
+                                   rate_limits=[{"requests": 1, "per_seconds": 3600}])
+        make_connection(alice.organization, limited)
+        assert call(alice, {"method": "GET", "url": "/get"}, name="limited-passthrough-request").status_code == 200
+        response = call(alice, {"method": "GET", "url": "/get"}, name="limited-passthrough-request")
+        assert_detail(response, 429)
+        assert int(response["Retry-After"]) >= 1
+        assert FunctionCall.objects.count() == 1
+
 
 # --- §5 Apps --------------------------------------------------------------------------------------------------------
 
@@ -626,7 +653,7 @@ class TestApps:
 # --- §7 Call log ----------------------------------------------------------------------------------------------------
 
 class TestCallLog:
-    def test_executed_call_writes_one_integry_row_with_the_full_upstream_url(self, alice, httpbin_url, httpbin_connection):
+    def test_executed_call_writes_one_integry_row_with_the_upstream_url(self, alice, httpbin_url, httpbin_connection):
         call(alice, {"method": "GET", "url": "/get", "query": {"limit": "2"}})
         row = FunctionCall.objects.get()
         assert (row.dialect, row.method, row.response_status) == ("integry", "GET", 200)

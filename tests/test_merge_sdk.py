@@ -9,9 +9,7 @@ import importlib
 import json
 from datetime import datetime
 
-import httpx
 import pytest
-from merge import Merge
 from merge.core.api_error import ApiError
 from merge.resources.crm import DataPassthroughRequest, MethodEnum, MultipartFormFieldRequest, RequestFormatEnum
 
@@ -29,33 +27,14 @@ def get(path) -> DataPassthroughRequest:
 
 
 @pytest.fixture
-def sdk(live_server):
-    """`sdk(api_key, account_token=None)` builds a client as the SDK's own default would (redirects followed).
-
-    Its HTTP connections are closed after the test: a kept-alive connection would outlive the test server's
-    shared database connection and fail in the server thread at exit.
-    """
-    http_clients = []
-
-    def build(key, account_token=None) -> Merge:
-        http_clients.append(httpx.Client(timeout=60, follow_redirects=True))
-        return Merge(base_url=f"{live_server.url}/merge/api", api_key=key, account_token=account_token,
-                     httpx_client=http_clients[-1])
-
-    yield build
-    for http_client in http_clients:
-        http_client.close()
-
-
-@pytest.fixture
 def httpbin_connection(alice, httpbin_integration):
     return make_connection(alice.organization, httpbin_integration)
 
 
 @pytest.fixture
-def client(sdk, alice, httpbin_connection):
+def client(merge_sdk, alice, httpbin_connection):
     """Alice's SDK client for her httpbin connection."""
-    return sdk(alice.key, httpbin_connection[1])
+    return merge_sdk(alice.key, httpbin_connection[1])
 
 
 class TestPassthrough:
@@ -133,25 +112,25 @@ class TestPassthrough:
 
 
 class TestAuthentication:
-    def test_a_bad_account_token_raises_401(self, sdk, alice, httpbin_connection):
+    def test_a_bad_account_token_raises_401(self, merge_sdk, alice, httpbin_connection):
         with pytest.raises(ApiError) as error:
-            sdk(alice.key, "at_not-a-token").crm.account_details.retrieve()
+            merge_sdk(alice.key, "at_not-a-token").crm.account_details.retrieve()
         assert error.value.status_code == 401
         assert isinstance(error.value.body["detail"], str)
 
-    def test_a_bad_api_key_raises_401(self, sdk, httpbin_connection):
+    def test_a_bad_api_key_raises_401(self, merge_sdk, httpbin_connection):
         with pytest.raises(ApiError) as error:
-            sdk("ak_0000.nope", httpbin_connection[1]).crm.passthrough.create(
+            merge_sdk("ak_0000.nope", httpbin_connection[1]).crm.passthrough.create(
                 request=get("/get"))
         assert error.value.status_code == 401
 
-    def test_no_account_token_raises_401(self, sdk, alice):
+    def test_no_account_token_raises_401(self, merge_sdk, alice):
         with pytest.raises(ApiError) as error:
-            sdk(alice.key).crm.sync_status.list()
+            merge_sdk(alice.key).crm.sync_status.list()
         assert error.value.status_code == 401
 
-    def test_bobs_key_with_alices_account_token_raises_401(self, sdk, bob, httpbin_connection):
-        bobs = sdk(bob.key, httpbin_connection[1])
+    def test_bobs_key_with_alices_account_token_raises_401(self, merge_sdk, bob, httpbin_connection):
+        bobs = merge_sdk(bob.key, httpbin_connection[1])
         with pytest.raises(ApiError) as error:
             bobs.crm.passthrough.create(request=get("/get"))
         assert error.value.status_code == 401
@@ -171,11 +150,11 @@ class TestAccount:
         assert details.end_user_origin_id == "user-1"
         assert isinstance(details.completed_at, datetime) and details.completed_at.utcoffset().total_seconds() == 0
 
-    def test_linked_accounts_walk_every_page_once(self, sdk, alice, bob, httpbin_integration):
+    def test_linked_accounts_walk_every_page_once(self, merge_sdk, alice, bob, httpbin_integration):
         ids = {str(make_connection(alice.organization, httpbin_integration, end_user_id=f"u{i}")[0].pk)
                for i in range(5)}
         make_connection(bob.organization, httpbin_integration, end_user_id="bobs-user")
-        client = sdk(alice.key)
+        client = merge_sdk(alice.key)
         seen, cursor, pages = [], None, 0
         while True:
             page = client.crm.linked_accounts.list(page_size=2, cursor=cursor)
@@ -189,16 +168,16 @@ class TestAccount:
         assert pages == 3
         assert len(seen) == len(set(seen)) and set(seen) == ids
 
-    def test_linked_accounts_filters(self, sdk, alice, httpbin_integration):
+    def test_linked_accounts_filters(self, merge_sdk, alice, httpbin_integration):
         make_connection(alice.organization, httpbin_integration, end_user_id="ada")
         wanted, _ = make_connection(alice.organization, httpbin_integration, end_user_id="bob")
-        page = sdk(alice.key).hris.linked_accounts.list(end_user_origin_ids="bob,zed", status="COMPLETE")
+        page = merge_sdk(alice.key).hris.linked_accounts.list(end_user_origin_ids="bob,zed", status="COMPLETE")
         assert [account.id for account in page.results] == [str(wanted.pk)]
         assert page.results[0].category == "hris"
 
-    def test_account_token_for_a_public_token_is_404(self, sdk, alice):
+    def test_account_token_for_a_public_token_is_404(self, merge_sdk, alice):
         with pytest.raises(ApiError) as error:
-            sdk(alice.key).crm.account_token.retrieve("pt_anything")
+            merge_sdk(alice.key).crm.account_token.retrieve("pt_anything")
         assert error.value.status_code == 404
 
     def test_delete_account(self, client, httpbin_connection):

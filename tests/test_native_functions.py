@@ -60,6 +60,9 @@ class TestList:
     def test_without_api_key_is_401(self, integration):
         assert_error(APIClient().get("/api/v1/functions"), 401)
 
+    def test_nul_in_the_integration_filter_lists_nothing(self, alice, integration):
+        assert alice.client.get("/api/v1/functions?integration=ac%00me").json()["results"] == []
+
 
 class TestGet:
     def test_returns_one_function(self, alice, integration):
@@ -67,8 +70,9 @@ class TestGet:
         assert response.status_code == 200
         assert response.json()["integration"] == "acme"
 
-    def test_unknown_function_is_404(self, alice, integration):
-        assert_error(alice.client.get("/api/v1/functions/acme-send-message"), 404)
+    @pytest.mark.parametrize("name", ["acme-send-message", "acme%00-passthrough-request"])
+    def test_unknown_function_is_404(self, alice, integration, name):
+        assert_error(alice.client.get(f"/api/v1/functions/{name}"), 404)
 
 
 class TestCall:
@@ -135,7 +139,8 @@ class TestCall:
                                      HTTP_X_ACCOUNT_TOKEN=account_token)
         assert_error(response, 400)
 
-    @pytest.mark.parametrize("path", ["/api/v1/functions/nope-passthrough-request", "/api/v1/nope-passthrough-request"])
+    @pytest.mark.parametrize("path", ["/api/v1/functions/nope-passthrough-request", "/api/v1/nope-passthrough-request",
+                                      "/api/v1/functions/a%00b"])
     def test_unknown_function_is_404(self, alice, account_token, path):
         assert_error(call(alice, {"method": "GET", "url": "/get"}, account_token, path), 404)
 

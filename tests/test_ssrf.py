@@ -14,7 +14,7 @@ from connections.addresses import AddressRefused, check_address, ip_literal
 from integration_platform.errors import InvalidInput
 from passthrough.models import FunctionCall
 from tests.factories import make_connection, make_integration
-from tests.test_client import TOKEN, LocalServer, closed_port, local_integration, network_guard, passthrough, reply  # noqa: F401
+from tests.test_client import TOKEN, LocalServer, local_integration, network_guard, passthrough, reply  # noqa: F401 (autouse guard)
 
 # Host spellings (as written in a URL) that must never be reached by a user-chosen URL when private networks are not
 # allowed. `victim` ports are substituted where the form is a loopback address, so a guard bug would hit a real server.
@@ -189,7 +189,7 @@ def test_private_overrides_setting_lets_private_addresses_be_connected_to(alice,
     _, token = make_connection(alice.organization, integration)
     response = passthrough(alice, token, method="GET", path="/x", base_url_override="http://private.example.test:8080")
     assert response.status_code == 502
-    assert network_guard.connects == [("10.0.0.1", 8080)]
+    assert network_guard.remote_connects() == [("10.0.0.1", 8080)]
 
 
 @pytest.mark.parametrize("name, ips", [("metadata.example.test", ["169.254.169.254"]), ("linklocal6.example.test", ["fe80::1"]),
@@ -232,7 +232,7 @@ def test_name_is_resolved_once_and_the_checked_address_is_the_one_connected_to(a
     response = passthrough(alice, token, method="GET", path="/x", base_url_override=f"http://rebind.example.test:{victim.port}")
     assert response.status_code == 502  # the (decoy) public address refused the connection
     assert network_guard.lookups == ["rebind.example.test"]
-    assert network_guard.connects == [(PUBLIC, victim.port)]
+    assert network_guard.remote_connects() == [(PUBLIC, victim.port)]
     assert checked == [PUBLIC]
     assert victim.connections == 0
 
@@ -280,13 +280,12 @@ def stop_servers():
 
 @pytest.mark.parametrize("form", REFUSED_FORMS)
 def test_redirect_to_a_refused_address_is_not_followed(alice, victim, network_guard, stop_servers, form):
-    network_guard.resolve("localhost", ["127.0.0.1"])
     server, token = redirecting(alice, f"http://{form}:{victim.port}/latest/meta-data/")
     stop_servers.append(server)
     call = refused_logged(passthrough(alice, token, method="GET", path="/start"))
     assert "refused" in call.error
     assert victim.connections == 0
-    assert [c for c in network_guard.connects if c[1] != server.port] == []
+    assert network_guard.remote_connects() == [] and network_guard.connected_to(victim.port) == []
 
 
 def test_redirect_to_the_metadata_address_is_a_logged_upstream_error(alice, network_guard, stop_servers):
@@ -294,7 +293,7 @@ def test_redirect_to_the_metadata_address_is_a_logged_upstream_error(alice, netw
     stop_servers.append(server)
     call = refused_logged(passthrough(alice, token, method="GET", path="/start"))
     assert (call.response_status, "169.254.169.254" in call.error) == (None, True)
-    assert all(ip == "127.0.0.1" for ip, _ in network_guard.connects)
+    assert network_guard.remote_connects() == []
 
 
 def test_redirect_to_another_port_of_the_trusted_loopback_host_is_refused(alice, victim, stop_servers):

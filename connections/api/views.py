@@ -51,7 +51,8 @@ class FunctionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             if not FUNCTION_TYPES[kind.lower()]:
                 return functions.none()
         if integration := self.request.query_params.get("integration"):
-            functions = functions.filter(integration__slug=integration)
+            # A NUL names nothing (and PostgreSQL refuses it in a query).
+            functions = functions.filter(integration__slug=integration) if "\x00" not in integration else functions.none()
         return functions
 
     def paginate_queryset(self, queryset):

@@ -68,7 +68,8 @@ class PassthroughView(APIView):
 
 
 def function_or_404(name) -> Function:
-    function = Function.objects.filter(name=name, integration__enabled=True).select_related("integration").first()
+    function = (Function.objects.filter(name=name, integration__enabled=True).select_related("integration").first()
+                if "\x00" not in name else None)  # a URL's %00 names nothing (and PostgreSQL refuses NUL in a query)
     if function is None:
         raise NotFound("Function not found.")
     return function

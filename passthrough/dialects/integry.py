@@ -11,6 +11,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import timezone as dt_timezone
@@ -41,6 +42,8 @@ PAGE_SIZE = 50
 CALL_REFUSED = "Could not call the function due to invalid input. Please see `error_details` for further information."
 AUTH_FAILED = "Invalid App-Key, User-ID or Hash."
 KEY_WITHOUT_SECRET = "This API key cannot verify Integry requests (it predates them); create a new API key."
+KEY_ID = re.compile(rb"[A-Za-z0-9_-]{1,40}")
+CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
 
 
 # --- Errors: the one place where platform errors become Integry's shapes --------------------------------------------
@@ -52,7 +55,7 @@ def error_response(exc: PlatformError) -> JsonResponse:
         body = {"detail": exc.message}
     response = JsonResponse(body, status=exc.status)
     if exc.retry_after:
-        response["Retry-After"] = str(max(1, int(exc.retry_after)))
+        response["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
     return response
 
 
@@ -84,7 +87,8 @@ def _header(request, name) -> bytes:
 def authenticate(request) -> Caller:
     """Verify `App-Key`, `User-ID` and `Hash`; every failure is the same 401."""
     app_key, user_id, given = _header(request, "App-Key"), _header(request, "User-ID"), _header(request, "Hash")
-    if not (app_key and user_id and given):
+    # PostgreSQL text cannot hold NUL: such values could never match, and must not reach a query.
+    if not (KEY_ID.fullmatch(app_key) and user_id and given) or CONTROL.search(user_id):
         raise NotAuthenticated(AUTH_FAILED)
     api_key = ApiKey.objects.active().select_related("organization").filter(key_id=app_key.decode("latin-1")).first()
     if api_key is None:
@@ -162,7 +166,7 @@ def _decode_cursor(kind: str, cursor) -> str | None:
     except (binascii.Error, ValueError):
         text = ""
     prefix, _, after = text.partition(":")
-    if prefix != kind or not after:
+    if prefix != kind or not after or "\x00" in after:
         raise InvalidInput("Invalid input.", ["_cursor: Invalid cursor."])
     return after
 
@@ -213,7 +217,8 @@ def functions_list(request, caller, body):
         if not FUNCTION_TYPES[kind.lower()]:
             found = found.none()
     if app := params.get("app"):
-        found = found.filter(Q(integration__slug__iexact=app) | Q(integration__name__iexact=app))
+        named = Q(integration__slug__iexact=app) | Q(integration__name__iexact=app)
+        found = found.filter(named) if "\x00" not in app else found.none()  # PostgreSQL refuses NUL in a query
     if is_true(params.get("connected_only")):
         found = found.filter(integration_id__in=connected_integration_ids(caller))
     rows, cursor = page(found, "name", "functions", request, body)
@@ -322,7 +327,7 @@ def app_get(request, caller, body, name):
     return app_json(integration)
 
 
-NAME = r"(?P<name>[^/]+)"
+NAME = r"(?P<name>[^/\x00]+)"  # a NUL can name nothing (and PostgreSQL refuses it in a query)
 
 urlpatterns = [
     re_path(r"^functions/+list/*$", functions_list, name="integry-functions-list"),

@@ -26,6 +26,8 @@ def not_found(request):
 
 urlpatterns = [
     endpoint("passthrough", views.PassthroughView, "merge-passthrough"),
+    endpoint("async-passthrough", views.AsyncPassthroughView, "merge-async-passthrough"),
+    endpoint("async-passthrough/(?P<receipt_id>[^/]+)", views.AsyncPassthroughResultView, "merge-async-passthrough-result"),
     endpoint("account-details", views.AccountDetailsView, "merge-account-details"),
     endpoint("linked-accounts", views.LinkedAccountsView, "merge-linked-accounts"),
     endpoint("account-token/(?P<public_token>[^/]+)", views.AccountTokenView, "merge-account-token"),

@@ -168,3 +168,5 @@ AccountToken = inline_serializer("MergeAccountToken", {
         "categories": serializers.ListField(child=serializers.CharField()),
     }),
 })
+
+AsyncReceipt = inline_serializer("MergeAsyncPassthroughReceipt", {"async_passthrough_receipt_id": serializers.UUIDField()})

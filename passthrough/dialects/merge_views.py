@@ -25,9 +25,9 @@ from rest_framework.views import APIView
 from connections.models import Connection
 from connections.services import connection_delete
 from integration_platform.errors import InvalidInput, NotAuthenticated, NotFound, PlatformError, UpstreamTimeout
-from passthrough import envelopes, services
+from passthrough import async_passthrough, envelopes, services
 from passthrough.dialects.merge_serializers import (
-    ACCOUNT_STATUSES, EMPTY, ERROR, AccountToken, MergeAccountDetailsSerializer, MergeLinkedAccountSerializer,
+    ACCOUNT_STATUSES, EMPTY, ERROR, AccountToken, AsyncReceipt, MergeAccountDetailsSerializer, MergeLinkedAccountSerializer,
     MergeLinkedAccountsQuerySerializer, MergeSyncStatusSerializer, PassthroughRequest, RemoteResponse)
 from passthrough.connection_lookup import ACCOUNT_TOKEN_HEADER, connection_by_account_token
 from passthrough.formats import remote_response
@@ -337,3 +337,35 @@ class ResyncView(MergeView):
                    parameters=[CATEGORY, ACCOUNT_TOKEN], tags=["merge"])
     def post(self, request, category):
         return Response(MergeSyncStatusSerializer(sync_resync(account_connection(request)), many=True).data)
+
+
+class AsyncPassthroughView(MergeView):
+    """Queue a passthrough call: 200 with a receipt at once (merge.md §5)."""
+
+    @extend_schema(operation_id="merge_async_passthrough_create", request=PassthroughRequest,
+                   responses={200: AsyncReceipt, 400: ERROR, **ACCOUNT_ERRORS}, parameters=[CATEGORY, ACCOUNT_TOKEN],
+                   tags=["merge"])
+    def post(self, request, category):
+        connection = account_connection(request)
+        envelope = envelopes.parse(request.data, data_must_be_string=True)
+        receipt = async_passthrough.async_passthrough_create(connection=connection, envelope=envelope,
+                                                             dialect=FunctionCall.DIALECT_MERGE)
+        return Response({"async_passthrough_receipt_id": str(receipt.pk)})
+
+
+class AsyncPassthroughResultView(MergeView):
+    """202 `"PENDING"`, 200 with the passthrough answer, 500 failed, 404 unknown/expired/another connection's."""
+
+    @extend_schema(operation_id="merge_async_passthrough_retrieve",
+                   responses={200: RemoteResponse, 202: OpenApiResponse(description='The JSON string "PENDING".'),
+                              404: ERROR, 429: ERROR, 500: ERROR, **ACCOUNT_ERRORS},
+                   parameters=[CATEGORY, ACCOUNT_TOKEN], tags=["merge"])
+    def get(self, request, category, receipt_id):
+        connection = account_connection(request)
+        receipt = async_passthrough.async_passthrough_get(request.user.organization, receipt_id, connection=connection)
+        async_passthrough.retrieval_allowed(receipt.pk)
+        if receipt.status == receipt.DONE:
+            return Response(receipt.result)
+        if receipt.status == receipt.FAILED:
+            return merge_error(500, receipt.error)
+        return Response("PENDING", status=202)

@@ -1,0 +1,276 @@
+"""One sync run of one model of one connection: pages pulled through the outbound client, stored in bulk.
+
+The caller holds the pair's claim (services.py). Each page is fetched (retrying 408, 429, 5xx and unreachable
+upstreams with backoff, honouring Retry-After), logged as a function call, and upserted in one transaction with
+the run's counters: records whose data did not change are not written, so they keep their `modified_at`. A full
+run that saw every page marks the records it did not see as deleted. A failure keeps the pages stored so far.
+"""
+
+import hashlib
+import json
+import logging
+import time
+from datetime import datetime, timedelta, timezone as dt_timezone
+from email.utils import parsedate_to_datetime
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from connections import client
+from integration_platform.errors import ConnectionUnusable, PlatformError, RateLimited
+from passthrough.models import FunctionCall
+from passthrough.services import function_call_record
+from syncing.models import Record, SyncRun, SyncState
+from syncing.pagination import PaginationError, dig, first_page, next_page
+from syncing.spec import SyncModelSpec
+
+log = logging.getLogger(__name__)
+sleep = time.sleep  # tests replace it to see the waits without spending them
+# Styles whose next page can be found without reading the current answer: an unreadable page is skipped.
+SKIPPABLE_STYLES = ("page", "offset", "link_header")
+UPSERT_FIELDS = ["data", "data_hash", "remote_updated_at", "modified_at", "remote_was_deleted"]
+CHUNK = 500  # ids per IN (...) query: well inside SQLite's variable limit
+
+
+class SyncFailed(Exception):
+    """The run cannot go on; the message becomes the run's error."""
+
+
+class ClaimLost(SyncFailed):
+    """Another worker took the pair over (this one was silent too long): stop without touching its state."""
+
+
+class UnreadablePage(Exception):
+    """A 2xx answer we cannot read records from."""
+
+
+def run_sync(state: SyncState, claim_id, spec: SyncModelSpec, *, full: bool, trigger: str, progress=None) -> SyncRun:
+    """Run one sync of `state`'s pair under the claim `claim_id`; returns the finished run."""
+    connection = state.connection
+    full = full or state.last_success_started_at is None or spec.modified_since is None
+    since = None if full else state.last_success_started_at - timedelta(seconds=spec.lookback_seconds)
+    run = SyncRun.objects.create(connection=connection, model=spec.name, full=full, trigger=trigger,
+                                 modified_since=since, started_at=timezone.now())
+    seen = set() if full else None
+    try:
+        client.ensure_usable(connection)
+        _pull(run, state, claim_id, spec, since, seen, progress)
+        run.status = SyncRun.PARTIALLY_SYNCED if run.skipped or run.skipped_pages else SyncRun.DONE
+        if full and run.status == SyncRun.DONE:
+            run.deleted = _mark_deleted(run, seen)
+    except ConnectionUnusable as exc:
+        run.status, run.error = SyncRun.PAUSED, exc.message
+    except (SyncFailed, PaginationError) as exc:
+        run.status, run.error = SyncRun.FAILED, str(exc)
+    except PlatformError as exc:
+        run.status, run.error = SyncRun.FAILED, "; ".join([exc.message, *exc.details])
+    except Exception as exc:
+        log.exception("Sync run %s of connection %s (%s) crashed.", run.pk, connection.pk, spec.name)
+        run.status, run.error = SyncRun.FAILED, f"Internal error ({type(exc).__name__}); see the server log."
+    run.finished_at = timezone.now()
+    run.save()
+    return run
+
+
+def _pull(run, state, claim_id, spec, since, seen, progress):
+    request = first_page(spec.pagination, _since_query(spec, since))
+    skippable = spec.pagination.style in SKIPPABLE_STYLES
+    while request is not None:
+        if run.pages >= settings.SYNC_MAX_PAGES:
+            raise SyncFailed(f"Stopped after {settings.SYNC_MAX_PAGES} pages (SYNC_MAX_PAGES).")
+        _heartbeat(state, claim_id)
+        target = (client.absolute_url_target(run.connection.integration, request.url) if request.url
+                  else client.build_target(run.connection.integration, spec.path, request.query))
+        url, response = _fetch(run, target)
+        try:
+            body, records = _read(response, spec)
+        except UnreadablePage as exc:
+            if not skippable or run.skipped_pages >= settings.SYNC_MAX_SKIPPED_PAGES:
+                raise SyncFailed(f"{exc} (page {run.pages + 1})") from None
+            body, records = None, None
+            run.skipped_pages += 1
+        run.pages += 1
+        _store(run, spec, records or [], seen)
+        if progress:
+            progress(run)
+        request = next_page(spec.pagination, request, url=url, headers=response.headers, body=body, records=records)
+
+
+def _since_query(spec, since) -> tuple:
+    if since is None:
+        return ()
+    # Floored to the second: some APIs refuse fractions, and asking for a little more is always safe.
+    moment = since.astimezone(dt_timezone.utc).replace(microsecond=0)
+    value = str(int(moment.timestamp())) if spec.modified_since.format == "unix" else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return ((spec.modified_since.param, value),)
+
+
+def _heartbeat(state, claim_id):
+    if not SyncState.objects.filter(pk=state.pk, claim_id=claim_id).update(heartbeat_at=timezone.now()):
+        raise ClaimLost("Another worker took this sync over (this run was silent too long).")
+
+
+# --- Fetching ------------------------------------------------------------------------------------------------------
+
+def _fetch(run, target: client.Target):
+    """GET one page, retrying what may succeed later. Returns (url answered, response); raises SyncFailed."""
+    rate_limited_for = 0.0
+    attempt = 0
+    while True:
+        try:
+            exchange = client.send(run.connection, "GET", target, {"Accept": "application/json"},
+                                   timeout=settings.SYNC_REQUEST_TIMEOUT, priority="background")
+        except RateLimited as exc:
+            # Our own limiter refused a permit: nothing was sent, so it is no attempt. Wait within a bound.
+            wait = float(getattr(exc, "delay", None) or exc.retry_after or 1)
+            if rate_limited_for + wait > settings.SYNC_RATE_LIMIT_MAX_WAIT_SECONDS:
+                raise SyncFailed(f"Rate limited for over {settings.SYNC_RATE_LIMIT_MAX_WAIT_SECONDS:g} s: {exc.message}") from None
+            rate_limited_for += wait
+            sleep(wait)
+            continue
+        call = function_call_record(exchange, connection=run.connection, dialect=FunctionCall.DIALECT_SYNC,
+                                    mode=FunctionCall.MODE_BACKGROUND, store_bodies=settings.SYNC_LOG_BODIES)
+        run.requests += 1
+        response = exchange.response
+        if exchange.error is None and 200 <= response.status < 300:
+            return exchange.url, response
+        problem = str(exchange.error) if exchange.error else f"HTTP {response.status}"
+        wait = _retry_wait(exchange, attempt)
+        if wait is None or attempt >= settings.SYNC_MAX_RETRIES:
+            tries = f" after {attempt + 1} attempts" if attempt else ""
+            raise SyncFailed(f"GET {call.url}: {problem}{tries}.")
+        attempt += 1
+        log.info("Sync of %s page GET %s: %s; retry %d in %.1f s.", run.model, call.url, problem, attempt, wait)
+        sleep(wait)
+
+
+def _retry_wait(exchange, attempt: int) -> float | None:
+    """Seconds before the next attempt, or None if repeating cannot help."""
+    response = exchange.response
+    if exchange.error is None and response.status not in (408, 429) and response.status < 500:
+        return None
+    backoff = settings.SYNC_RETRY_BASE_SECONDS * 2 ** attempt
+    if response is not None and response.status in (429, 503):
+        told = retry_after_seconds(response.header("Retry-After"))
+        if told is not None:
+            return min(told, settings.SYNC_RETRY_MAX_WAIT_SECONDS)
+    return min(backoff, settings.SYNC_RETRY_MAX_WAIT_SECONDS)
+
+
+def retry_after_seconds(value) -> float | None:
+    """Retry-After as seconds from now: delta-seconds or an HTTP-date; None if absent or unreadable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(dt_timezone.utc)).total_seconds())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def _read(response, spec):
+    """(body, records) of a 2xx answer; UnreadablePage if it is not JSON or has no list where records should be."""
+    try:
+        body = json.loads(response.body) if response.body.strip() else None
+    except (ValueError, UnicodeDecodeError):
+        raise UnreadablePage("The answer is not JSON.") from None
+    records = dig(body, spec.records_field)
+    if not isinstance(records, list):
+        where = f"field {spec.records_field!r}" if spec.records_field else "the answer"
+        raise UnreadablePage(f"Expected a list of records in {where}.")
+    return body, records
+
+
+# --- Storing -------------------------------------------------------------------------------------------------------
+
+def canonical(item) -> bytes | None:
+    """The record as canonical JSON bytes, or None if a database could not store it (NUL, lone surrogates)."""
+    text = json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    if "\x00" in text or "\\u0000" in text:
+        return None
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return None
+
+
+def remote_time(value) -> datetime | None:
+    """An upstream timestamp: ISO-8601 (no offset = UTC) or Unix time in seconds (milliseconds if that large)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            number = float(text)
+        except ValueError:
+            try:
+                moment = parse_datetime(text)
+            except ValueError:
+                return None
+            if moment is None:
+                return None
+            return moment if timezone.is_aware(moment) else moment.replace(tzinfo=dt_timezone.utc)
+        value = number
+    if isinstance(value, (int, float)):
+        seconds = value / 1000 if abs(value) >= 100_000_000_000 else value
+        try:
+            return datetime.fromtimestamp(seconds, dt_timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            return None
+    return None
+
+
+def _store(run, spec, records: list, seen: set | None):
+    """Upsert one page in bulk: one query to read what we have, one to write what changed."""
+    rows = {}
+    for item in records:
+        remote_id = dig(item, spec.id_field) if isinstance(item, dict) else None
+        if isinstance(remote_id, (int, float)) and not isinstance(remote_id, bool):
+            remote_id = str(remote_id)
+        blob = canonical(item) if isinstance(remote_id, str) and 0 < len(remote_id) <= 255 else None
+        if blob is None:
+            run.skipped += 1
+            continue
+        rows[remote_id] = (item, hashlib.blake2b(blob, digest_size=16).hexdigest())
+    if seen is not None:
+        seen.update(rows)
+    ids = list(rows)
+    existing = {}
+    for start in range(0, len(ids), CHUNK):
+        existing.update((remote_id, (data_hash, deleted)) for remote_id, data_hash, deleted in Record.objects.filter(
+            connection_id=run.connection_id, model=run.model, remote_id__in=ids[start:start + CHUNK],
+        ).values_list("remote_id", "data_hash", "remote_was_deleted"))
+    now = timezone.now()
+    changed = []
+    for remote_id, (item, data_hash) in rows.items():
+        before = existing.get(remote_id)
+        if before == (data_hash, False):
+            run.unchanged += 1
+            continue
+        if before is None:
+            run.added += 1
+        else:
+            run.updated += 1
+        changed.append(Record(connection_id=run.connection_id, model=run.model, remote_id=remote_id, data=item,
+                              data_hash=data_hash, remote_updated_at=remote_time(dig(item, spec.updated_at_field))
+                              if spec.updated_at_field else None,
+                              created_at=now, modified_at=now, remote_was_deleted=False))
+    with transaction.atomic():
+        if changed:
+            Record.objects.bulk_create(changed, batch_size=CHUNK, update_conflicts=True,
+                                       unique_fields=["connection", "model", "remote_id"], update_fields=UPSERT_FIELDS)
+        run.save(update_fields=["pages", "requests", "added", "updated", "unchanged", "skipped", "skipped_pages"])
+
+
+def _mark_deleted(run, seen: set) -> int:
+    """After a complete full run: records we hold that the upstream no longer listed are marked deleted."""
+    alive = Record.objects.filter(connection_id=run.connection_id, model=run.model, remote_was_deleted=False)
+    gone = [pk for pk, remote_id in alive.values_list("pk", "remote_id").iterator(chunk_size=5000) if remote_id not in seen]
+    now = timezone.now()
+    for start in range(0, len(gone), CHUNK):
+        Record.objects.filter(pk__in=gone[start:start + CHUNK]).update(remote_was_deleted=True, modified_at=now)
+    return len(gone)

@@ -1,0 +1,224 @@
+"""RESULTS.md from one run's figures."""
+
+import math
+from pathlib import Path
+
+from tests.bench import profiling
+
+
+def f(value, digits=2, unit=""):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.{digits}f}{unit}"
+
+
+def pct(value):
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f} %"
+
+
+def signed(value, digits=2):
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:+.{digits}f}"
+
+
+def verdict(ok):
+    return "n/a" if ok is None else ("**met**" if ok else "**NOT met**")
+
+
+def targets(data: dict) -> list[tuple[str, str, object]]:
+    rows = []
+    a = data.get("a")
+    if a:
+        r = a["ratios"]
+        added = r[1]["ours"]["added_p50"] if 1 in r else None
+        tput = r[8]["ours"]["throughput_ratio"] if 8 in r else None
+        rows.append(("A: added p50 latency at concurrency 1 ≤ 2 ms", f"{f(added)} ms",
+                     None if added is None else added <= 2.0))
+        rows.append(("A: throughput at concurrency 8 ≥ 40 % of direct", pct(tput), None if tput is None else tput >= 0.40))
+    b = data.get("b")
+    if b and "overhead_p50" in b:
+        rows.append(("B: async p50 overhead (enqueue → result, minus upstream) ≤ 50 ms", f"{f(b['overhead_p50'])} ms",
+                     b["overhead_p50"] <= 50.0))
+    return rows
+
+
+def write(path: Path, data: dict) -> None:
+    m = data["machine"]
+    L = []
+    w = L.append
+    w("# Benchmarks: native passthrough (issue #4) and async passthrough (issue #5)\n")
+    w(f"- **Date:** {data['date']} (run took {data['elapsed_min']:.1f} min)")
+    w("- **Command:** `make bench` (= `.venv/bin/python -m tests.bench.run`; options: `--help`)")
+    w(f"- **Commit:** {m['git']}{' (work tree had uncommitted changes)' if m['git_dirty'] else ''}")
+    w(f"- **Machine:** {m['nproc']} cores ({m['cpu']}), {m['memory']}, {m['platform']}")
+    w(f"- **Software:** Python {m['python']}, PostgreSQL {m['postgres']}, Redis {m['redis']}, nginx {m['nginx']}, "
+      f"{m['wrk']}, Django {m['django']}, gunicorn {m['gunicorn']}, Dramatiq {m['dramatiq']}")
+    w(f"- **Load average** at start {m['loadavg']}, at end {data.get('loadavg_end', 'n/a')} — the machine is shared "
+      "(other sessions run test suites), so absolute numbers are noisy; the **ratios** are measured side by side, "
+      "interleaved round by round, in this one run.")
+    w(f"- **PostgreSQL health** (same server, measured by the bench): at start {data.get('pg_probe_start', 'n/a')}; "
+      f"after A and B {data.get('pg_probe_mid', 'n/a')}; at end {data.get('pg_probe_end', 'n/a')}.")
+    w(f"- **Tools:** {data['tools']}\n")
+
+    w("## Targets\n")
+    w("| target | measured | verdict |")
+    w("| --- | --- | --- |")
+    for name, measured, ok in targets(data):
+        w(f"| {name} | {measured} | {verdict(ok)} |")
+    w("")
+
+    a = data.get("a")
+    if a:
+        s = a["setup"]
+        w("## A. Passthrough latency and throughput\n")
+        w(f"- **Upstream:** `tests/bench/upstream.py` (minimal WSGI app, 41-byte JSON body) under gunicorn gthread "
+          f"{s['upstream']}, keep-alive 75 s.")
+        w(f"- **Ours:** `manage.py serve` {s['serve']} (gthread), DEBUG=false, LOG_LEVEL=WARNING, SERVE_ACCESS_LOG=false, "
+          "PostgreSQL database `bench`, Redis broker db 13 and cache db 12; integration `bench` (bearer auth) with "
+          "base_url = the upstream. Request: `POST /api/v1/passthrough` with `{\"method\":\"GET\",\"path\":\"/ping\"}`, "
+          "`Authorization: Bearer <key>`, `X-Account-Token`.")
+        w(f"- **nginx:** plain reverse proxy ({s['nginx']}).")
+        w(f"- **Client:** {s['client']}. Direct and nginx: `GET /ping` (the very call our passthrough makes upstream).")
+        w(f"- **Method:** per concurrency, a {s['warmup']:.0f} s warm-up per target, then {s['rounds']} rounds × "
+          f"{s['seconds']:.0f} s per target, interleaved (order rotates each round). Figures are medians over rounds; "
+          "`requests` is the total over rounds; req/s range in brackets.\n")
+        w("| conc. | target | requests | errors | p50 ms | p90 ms | p99 ms | req/s [min–max] | added p50 ms | added p99 ms | throughput vs direct |")
+        w("| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |")
+        for c, by_target in a["results"].items():
+            for name in ("direct", "ours", "nginx"):
+                if name not in by_target:
+                    continue
+                r, q = by_target[name], a["ratios"][c][name]
+                w(f"| {c} | {name} | {r['requests']} | {r['errors']} | {f(r['p50'], 3)} | {f(r['p90'], 3)} | {f(r['p99'], 3)} | "
+                  f"{f(r['rps'], 0)} [{f(r['rps_min'], 0)}–{f(r['rps_max'], 0)}] | {signed(q['added_p50'], 3)} | "
+                  f"{signed(q['added_p99'], 3)} | {pct(q['throughput_ratio'])} |")
+        w("")
+        if any("nginx" in bt for bt in a["results"].values()):
+            w("**Ours vs nginx** (the best-proxy reference):\n")
+            w("| conc. | added p50: ours / nginx | added p50 ms (ours − nginx) | p99 ms (ours − nginx) | req/s: ours / nginx |")
+            w("| ---: | ---: | ---: | ---: | ---: |")
+            for c, by_target in a["results"].items():
+                if "nginx" not in by_target:
+                    continue
+                o, n, qo, qn = by_target["ours"], by_target["nginx"], a["ratios"][c]["ours"], a["ratios"][c]["nginx"]
+                factor = qo["added_p50"] / qn["added_p50"] if qn["added_p50"] > 0 else float("nan")
+                w(f"| {c} | {f(factor, 1)}× | {signed(o['p50'] - n['p50'], 3)} | {signed(o['p99'] - n['p99'], 3)} | "
+                  f"{pct(o['rps'] / n['rps'] if n['rps'] else float('nan'))} |")
+            w("")
+
+        if a.get("variants"):
+            w("### `serve` settings tried\n")
+            w("Each variant restarted `serve`, then ran interleaved with direct calls (same client, "
+              f"{a['variants_rounds']} rounds × {s['seconds']:.0f} s). Ratios are against the direct figures of the same rounds.\n")
+            w("| variant (SERVE_WORKERS × SERVE_THREADS, access log) | conc. | requests | p50 ms | p99 ms | req/s | added p50 ms | added p99 ms | throughput vs direct |")
+            w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+            for v in a["variants"]:
+                for c, by_target in v["results"].items():
+                    r, q = by_target["ours"], v["ratios"][c]["ours"]
+                    w(f"| {v['label']} | {c} | {r['requests']} | {f(r['p50'], 3)} | {f(r['p99'], 3)} | {f(r['rps'], 0)} | "
+                      f"{signed(q['added_p50'], 3)} | {signed(q['added_p99'], 3)} | {pct(q['throughput_ratio'])} |")
+            w("")
+
+        if a.get("slow"):
+            sl = a["slow"]
+            w(f"### With a realistic upstream latency ({sl['delay_ms']} ms per call)\n")
+            w(f"Same setup, upstream path `/delay/{sl['delay_ms']}`; {sl['rounds']} rounds × {s['seconds']:.0f} s. "
+              "Our fixed cost hides behind the upstream's own latency once the upstream is not a loopback no-op.\n")
+            w("| conc. | target | requests | p50 ms | p99 ms | req/s | added p50 ms | throughput vs direct |")
+            w("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+            for c, by_target in sl["results"].items():
+                for name in ("direct", "ours", "nginx"):
+                    if name in by_target:
+                        r, q = by_target[name], sl["ratios"][c][name]
+                        w(f"| {c} | {name} | {r['requests']} | {f(r['p50'], 3)} | {f(r['p99'], 3)} | {f(r['rps'], 0)} | "
+                          f"{signed(q['added_p50'], 3)} | {pct(q['throughput_ratio'])} |")
+            w("")
+
+        census = a.get("census")
+        if census:
+            w("### SQL per passthrough request (in-process census, Django test client, warm)\n")
+            w(f"{len(census['queries'])} statements for one `POST /api/v1/passthrough` "
+              f"(in-process wall time {f(census['request_ms'])} ms; SQL time as measured by Django):\n")
+            w("| # | ms | SQL (first 160 chars) |")
+            w("| ---: | ---: | --- |")
+            for i, q in enumerate(census["queries"], 1):
+                sql = q["sql"][:160].replace("|", "\\|")
+                w(f"| {i} | {f(q['ms'], 2)} | `{sql}` |")
+            w(f"\n`POST /api/v1/async-passthrough` (enqueue only): {len(census['async_enqueue_queries'])} statements.\n")
+
+        prof = a.get("profile")
+        if prof:
+            w("### Profile of our `serve` (py-spy)\n")
+            w(f"py-spy: {prof['py_spy']}. " + prof.get("note", ""))
+            for section in prof.get("sections", []):
+                summary = section["summary"]
+                w(f"\n#### {section['title']} — {summary['samples']} samples in request handling\n")
+                w("| share of request-handling samples | what |")
+                w("| ---: | --- |")
+                for label, share in profiling.groups(summary):
+                    w(f"| {f(share, 1)} % | {label} |")
+                w("\nTop project functions (inclusive):\n")
+                w("| % | function |")
+                w("| ---: | --- |")
+                for row in summary["top_inclusive_project"][:15]:
+                    w(f"| {f(row['pct'], 1)} | `{row['func']}` ({row['file']}) |")
+                w("\nTop leaf frames (self time):\n")
+                w("| % | function |")
+                w("| ---: | --- |")
+                for row in summary["top_self"][:15]:
+                    w(f"| {f(row['pct'], 1)} | `{row['func']}` ({row['file']}) |")
+            w("")
+
+    b = data.get("b")
+    if b:
+        w("## B. Async passthrough\n")
+        w("- Broker: Redis db 13 (`DRAMATIQ_BROKER_URL`); worker: `manage.py rundramatiq --processes 1 --threads 8`; "
+          "the same `serve` as in A takes the `POST /api/v1/async-passthrough`.")
+        w("- Latency: requests one at a time (POST, then poll the row in PostgreSQL every 2 ms, then the next). "
+          "Server-side latency = `finished_at − created_at` of `passthrough_asyncpassthroughrequest`, split into queue "
+          "wait (`claimed_at − created_at`: commit, broker, pickup) and execution (`finished_at − claimed_at`: upstream "
+          "call, call log, bookkeeping). Client-observed = POST sent → row seen finished.")
+        w(f"- Overhead = server-side p50 − direct upstream p50 at concurrency 1 from A ({f(b.get('direct_p50'), 3)} ms). "
+          "The worker's own upstream call (`duration_ms` of the async FunctionCall rows, whole ms) is shown too.")
+        api = b["latency"].get("api_confirm") or b.get("api_confirm", {})
+        w(f"- Confirmed once through the API: `GET /api/v1/async-passthrough/<id>` → HTTP {api.get('http_status')}, "
+          f"upstream status {api.get('upstream_status')}.\n")
+        w("| phase | measure | n | p50 ms | p90 ms | p99 ms | max ms |")
+        w("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+        phases = [("sequential", b["latency"])]
+        if b.get("sparse"):
+            phases.append((f"sparse ({b['sparse']['gap_s']:.1f} s apart)", b["sparse"]))
+        for sp in b.get("sparse_fast_poll") or []:
+            phases.append((f"sparse, dramatiq_worker_timeout={sp['worker_timeout_ms']}", sp))
+        for label, ph in phases:
+            for key, name in (("server_total", "server-side enqueue → result"), ("queue_wait", "  queue wait"),
+                              ("execution", "  execution"), ("client_observed", "client-observed"),
+                              ("upstream_duration_ms", "worker's upstream call (duration_ms)")):
+                d = ph[key]
+                w(f"| {label} | {name} | {d['n']} | {f(d['p50'])} | {f(d['p90'])} | {f(d['p99'])} | {f(d['max'])} |")
+        w("")
+        w("| phase | requests | timeouts | statuses | overhead p50 ms | overhead p99 ms |")
+        w("| --- | ---: | ---: | --- | ---: | ---: |")
+        for label, ph in phases:
+            w(f"| {label} | {ph['requests']} | {ph['timeouts']} | {ph['statuses']} | "
+              f"{f(ph['server_total']['p50'] - b['direct_p50'])} | {f(ph['server_total']['p99'] - b['direct_p50'])} |")
+        w("")
+        w("**Throughput** — the queue is filled while no worker runs, then a worker starts; "
+          "jobs/s = jobs / (last `finished_at` − first `claimed_at`):\n")
+        w("| worker processes × threads | jobs | done | failed | drain s | jobs/s | enqueue rate (POST/s, 8 clients) |")
+        w("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for t in b["throughput"]:
+            w(f"| {t['processes']} × {t['threads']} | {t['jobs']} | {t['done']} | {t['failed']} | {f(t['drain_s'])} | "
+              f"{f(t['jobs_per_s'], 1)} | {f(t['enqueue_per_s'], 0)} |")
+        w("")
+
+    if data.get("notes"):
+        w("## Notes\n")
+        for note in data["notes"]:
+            w(f"- {note}")
+        w("")
+    if data.get("errors"):
+        w("## Errors during the run\n")
+        for e in data["errors"]:
+            w(f"- {e}")
+        w("")
+    path.write_text("\n".join(L))

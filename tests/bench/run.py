@@ -1,0 +1,279 @@
+"""`make bench`: benchmarks A (native passthrough vs direct vs nginx) and B (async passthrough), → RESULTS.md.
+
+Everything runs on 127.0.0.1 on free ports: an upstream (gunicorn), nginx, our `manage.py serve`, the Dramatiq
+worker, PostgreSQL database `bench` (dropped and recreated), Redis dbs 13 (broker) and 12 (cache), flushed. Every
+process started here is stopped at the end, also on failure or Ctrl-C. Loops are bounded in count and time.
+
+    .venv/bin/python -m tests.bench.run --help
+"""
+
+import argparse
+import datetime
+import json
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from tests.bench import bench_a, bench_b, environment, profiling, report
+from tests.bench.loadgen import have_wrk, run_load
+from tests.bench.procs import PY, Procs, log, run_checked
+from tests.bench.servers import check_passthrough, start_nginx, start_serve, start_upstream, UPSTREAM_THREADS, UPSTREAM_WORKERS
+
+HERE = Path(__file__).resolve().parent
+
+
+VARIANT_FLAGS = {
+    "log": "access log on",
+    "nofsync": "DB sessions with synchronous_commit=off (DATABASE_URL option)",
+    "touch60": "what-if patch: Connection.touch at most once per 60 s",
+    "asynclog": "what-if patch: call-log INSERT with synchronous_commit off",
+}
+
+
+def parse_variant(text: str) -> dict:
+    """`WORKERSxTHREADS[:flag...]`, flags from VARIANT_FLAGS (access log off unless `log`)."""
+    spec, *flags = [t.strip() for t in text.split(":")]
+    unknown = set(flags) - set(VARIANT_FLAGS)
+    if unknown:
+        raise SystemExit(f"unknown serve variant flags {sorted(unknown)} in {text!r}; known: {sorted(VARIANT_FLAGS)}")
+    workers, _, threads = spec.partition("x")
+    extras = [VARIANT_FLAGS[f] for f in flags if f != "log"]
+    label = f"{int(workers)} × {int(threads)}, access log {'on' if 'log' in flags else 'off'}"
+    return {"workers": int(workers), "threads": int(threads), "access_log": "log" in flags,
+            "whatif": [f for f in flags if f in ("touch60", "asynclog")], "db_sync_commit_off": "nofsync" in flags,
+            "label": label + "".join(f"; {e}" for e in extras)}
+
+
+def serve_kwargs(v: dict) -> dict:
+    return {k: v[k] for k in ("workers", "threads", "access_log", "whatif", "db_sync_commit_off")}
+
+
+def arguments(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    p.add_argument("--client", choices=["auto", "wrk", "python"], default="auto",
+                   help="load generator for A (auto: wrk if installed, else the Python keep-alive client)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per concurrency (A)")
+    p.add_argument("--seconds", type=float, default=5, help="seconds per target per round (A)")
+    p.add_argument("--warmup", type=float, default=1, help="warm-up seconds per target per concurrency (A)")
+    p.add_argument("--serve", default="2x8", help="primary serve setting, WORKERSxTHREADS[:flag...] (default 2x8, log off)")
+    p.add_argument("--variants", default="2x8:log,4x4,2x8:nofsync,2x8:touch60,2x8:touch60:asynclog",
+                   help="other serve settings to try, comma-separated ('' for none); flags: "
+                        + ", ".join(f"{k} ({v})" for k, v in VARIANT_FLAGS.items()))
+    p.add_argument("--variant-rounds", type=int, default=2)
+    p.add_argument("--slow-delay-ms", type=int, default=20, help="extra A table with a slower upstream (0: skip)")
+    p.add_argument("--profile", choices=["auto", "always", "never"], default="auto",
+                   help="py-spy profile of serve (auto: when an A target is missed)")
+    p.add_argument("--profile-seconds", type=int, default=10)
+    p.add_argument("--b-requests", type=int, default=1000)
+    p.add_argument("--b-sparse", type=int, default=15, help="extra B requests sent 1 at a time with idle gaps (0: skip)")
+    p.add_argument("--b-sparse-gap", type=float, default=2.0)
+    p.add_argument("--b-fast-poll-ms", default="100,20",
+                   help="rerun the sparse phase with dramatiq_worker_timeout set to each of these ms values ('' to skip)")
+    p.add_argument("--b-throughput-jobs", type=int, default=1000)
+    p.add_argument("--skip-a", action="store_true")
+    p.add_argument("--skip-b", action="store_true")
+    p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (logs, configs, raw profiles)")
+    return p.parse_args(argv)
+
+
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def profile_serve(args, serve_proc, ours, client, tmp) -> dict:
+    spy, how = profiling.py_spy(install=True)
+    out = {"py_spy": f"`{spy}` ({how})" if spy else how, "sections": []}
+    if not spy:
+        out["note"] = "py-spy unavailable: no profile."
+        return out
+    plans = [("CPU profile at concurrency 8 (on-CPU samples only)", 8, False),
+             ("Wall-clock profile at concurrency 1 (--idle: includes waiting on PostgreSQL and the upstream)", 1, True)]
+    for title, c, idle in plans:
+        raw = tmp / f"pyspy-c{c}.txt"
+        load = threading.Thread(target=lambda: ours.load(client, c, args.profile_seconds + 4, tmp), daemon=True)
+        load.start()
+        time.sleep(1.5)
+        log(f"py-spy: recording serve (pid {serve_proc.pid} + workers) for {args.profile_seconds} s at c={c}")
+        profiling.record(spy, serve_proc.pid, raw, args.profile_seconds, idle=idle)
+        load.join(timeout=args.profile_seconds + 60)
+        out["sections"].append({"title": title, "summary": profiling.summarize(raw)})
+    out["note"] = ("Sampled at 200 Hz over the gunicorn master and its workers (`py-spy record --subprocesses`), "
+                   "while wrk drove `POST /api/v1/passthrough`; shares are of samples inside gunicorn's "
+                   "`handle_request` and nest (a parent includes its children).")
+    return out
+
+
+def census(env, fixtures) -> dict:
+    out = run_checked([PY, "-m", "tests.bench.census", fixtures["api_key"], fixtures["account_token"]], env=env,
+                      timeout=120, what="query census")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def census_notes(c: dict) -> list[str]:
+    sql = [q["sql"] for q in c["queries"]]
+    writes = [s for s in sql if s.split()[0].upper() in ("INSERT", "UPDATE", "DELETE")]
+    selects = [s for s in sql if s.split()[0].upper() == "SELECT"]
+    return [f"A native passthrough request runs {len(sql)} SQL statements ({len(selects)} SELECT, {len(writes)} writes: "
+            + "; ".join(w.split(" SET ")[0].split(" (")[0][:70] for w in writes) + ") — see the census table."]
+
+
+def main(argv=None) -> int:
+    args = arguments(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
+    started = time.monotonic()
+    tmp = Path(tempfile.mkdtemp(prefix="ip-bench-"))
+    tmp.chmod(0o755)
+    log(f"temp dir {tmp}")
+    procs = Procs(tmp)
+    data = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "notes": [], "errors": []}
+    ok = False
+    try:
+        tools = environment.ensure_debian_tools()
+        client = args.client if args.client != "auto" else ("wrk" if have_wrk() else "python")
+        if client == "wrk" and not have_wrk():
+            raise SystemExit("wrk requested but not installed")
+        data["tools"] = ", ".join(f"{k}: {v}" for k, v in tools.items()) + f"; load generator: {client}"
+
+        environment.recreate_database()
+        environment.flush_redis()
+        data["machine"] = environment.machine_facts()
+        data["pg_probe_start"] = environment.pg_probe()
+        log(f"PostgreSQL now: {data['pg_probe_start']}")
+        env = environment.platform_env(tmp, **environment.make_secrets(tmp))
+
+        upstream, up_port = start_upstream(procs)
+        fixtures = environment.load_fixtures(env, tmp, f"http://127.0.0.1:{up_port}")
+        nginx_bin = environment.nginx_binary()
+        nginx_port = None
+        if nginx_bin:
+            _, nginx_port = start_nginx(procs, nginx_bin, tmp, up_port)
+        else:
+            data["notes"].append("nginx is not installed: the nginx reference column is missing.")
+
+        primary = parse_variant(args.serve)
+        serve, serve_port = start_serve(procs, env, **serve_kwargs(primary))
+        check_passthrough(serve_port, fixtures["api_key"], fixtures["account_token"])
+        log("passthrough answers 200 with the upstream's 200")
+
+        direct = bench_a.direct_target(up_port)
+        ours = bench_a.ours_target(serve_port, fixtures["api_key"], fixtures["account_token"])
+        targets = [direct, ours] + ([bench_a.nginx_target(nginx_port)] if nginx_port else [])
+        a = None
+        if not args.skip_a:
+            a = {"setup": {"upstream": f"{UPSTREAM_WORKERS} workers × {UPSTREAM_THREADS} threads",
+                           "serve": primary["label"],
+                           "nginx": "nginx -p <tmp>, daemon off, worker_processes auto, listen 127.0.0.1, access_log off, "
+                                    "upstream keepalive 32, proxy_http_version 1.1",
+                           "client": ("wrk 4 (`-t min(c,2) -c c`, keep-alive, Lua script for the POST body; "
+                                      "latency percentiles from wrk's histogram)") if client == "wrk"
+                                     else "Python http.client, one persistent connection per thread",
+                           "rounds": args.rounds, "seconds": args.seconds, "warmup": args.warmup}}
+            log("A: direct / ours / nginx at concurrency 1 and 8")
+            a["results"] = bench_a.interleaved(targets, client=client, concurrencies=(1, 8), rounds=args.rounds,
+                                               seconds=args.seconds, warmup=args.warmup, script_dir=tmp)
+            a["ratios"] = bench_a.ratios(a["results"])
+            data["a"] = a
+            try:
+                a["census"] = census(env, fixtures)
+                data["notes"] += census_notes(a["census"])
+            except Exception as exc:  # noqa: BLE001 - optional section
+                data["errors"].append(f"query census failed: {exc}")
+            missed = (a["ratios"][1]["ours"]["added_p50"] > 2.0 or a["ratios"][8]["ours"]["throughput_ratio"] < 0.40)
+            if args.profile == "always" or (args.profile == "auto" and missed):
+                try:
+                    a["profile"] = profile_serve(args, serve, ours, client, tmp)
+                except Exception as exc:  # noqa: BLE001 - optional section
+                    data["errors"].append(f"profiling failed: {exc}")
+            if args.slow_delay_ms:
+                path = f"/delay/{args.slow_delay_ms}"
+                slow = [bench_a.direct_target(up_port, path),
+                        bench_a.ours_target(serve_port, fixtures["api_key"], fixtures["account_token"], path)]
+                if nginx_port:
+                    slow.append(bench_a.nginx_target(nginx_port, path))
+                log(f"A: slow upstream ({args.slow_delay_ms} ms) at concurrency 1 and 8")
+                res = bench_a.interleaved(slow, client=client, concurrencies=(1, 8), rounds=2, seconds=args.seconds,
+                                          warmup=args.warmup, script_dir=tmp)
+                a["slow"] = {"delay_ms": args.slow_delay_ms, "rounds": 2, "results": res, "ratios": bench_a.ratios(res)}
+
+        if not args.skip_b:
+            direct_p50 = a["results"][1]["direct"]["p50"] if a else None
+            if direct_p50 is None:
+                direct_p50 = run_load(client, up_port, "/ping", concurrency=1, seconds=3, script_dir=tmp)["p50"]
+            b = bench_b.run(procs, env, serve_port, fixtures["api_key"], fixtures["account_token"],
+                            requests=args.b_requests, sparse=args.b_sparse, sparse_gap=args.b_sparse_gap,
+                            throughput_jobs=args.b_throughput_jobs,
+                            fast_poll_ms=[int(x) for x in args.b_fast_poll_ms.split(",") if x.strip()])
+            b["direct_p50"] = direct_p50
+            b["overhead_p50"] = b["latency"]["server_total"]["p50"] - direct_p50
+            data["b"] = b
+
+        data["pg_probe_mid"] = environment.pg_probe()
+        if a is not None and args.variants.strip():
+            procs.stop(serve)
+            a["variants"], a["variants_rounds"] = [], args.variant_rounds
+            for text in [v.strip() for v in args.variants.split(",") if v.strip()]:
+                v = parse_variant(text)
+                log(f"A variant: serve {v['label']}")
+                try:
+                    vproc, vport = start_serve(procs, env, name=f"serve-{text.replace(':', '-')}", **serve_kwargs(v))
+                    check_passthrough(vport, fixtures["api_key"], fixtures["account_token"])
+                    vt = [direct, bench_a.ours_target(vport, fixtures["api_key"], fixtures["account_token"])]
+                    res = bench_a.interleaved(vt, client=client, concurrencies=(1, 8), rounds=args.variant_rounds,
+                                              seconds=args.seconds, warmup=args.warmup, script_dir=tmp)
+                    a["variants"].append({"label": v["label"], "results": res, "ratios": bench_a.ratios(res)})
+                    procs.stop(vproc)
+                except Exception as exc:  # noqa: BLE001 - optional section
+                    data["errors"].append(f"variant {text} failed: {exc}")
+
+        data["pg_probe_end"] = environment.pg_probe()
+        data["notes"] += [
+            "Latency is measured by the client on loopback, so it includes the client's own cost equally for every "
+            "target; `added` figures subtract the direct figure of the same run, which removes it.",
+            "Direct and nginx send `GET /ping`; ours sends the passthrough envelope (`POST`, ~40-byte JSON body, two "
+            "auth headers) and answers with the passthrough envelope (upstream status, headers and body as JSON).",
+            "Our passthrough writes a function-call log row per call (by design: the call log), so each request is at "
+            "least one INSERT; nginx and direct write nothing.",
+            "All processes share 2 cores: at concurrency 8 the upstream, the proxy under test and wrk compete for "
+            "CPU, which is why direct and nginx are CPU-bound too.",
+        ]
+        if data.get("b"):
+            data["notes"].append(
+                "B's sequential phase keeps the worker busy (the next job is enqueued as soon as the last is seen "
+                "finished), so Dramatiq's consumer rarely idles; the sparse phase shows latency after idle gaps, when "
+                "the Redis consumer backs off polling up to `dramatiq_worker_timeout` (default 1000 ms).")
+        ok = True
+    except BaseException as exc:  # noqa: BLE001 - reported, then re-raised after teardown
+        data["errors"].append(f"{type(exc).__name__}: {exc}")
+        traceback.print_exc()
+        raise
+    finally:
+        log("tearing down")
+        procs.stop_all()
+        data["elapsed_min"] = (time.monotonic() - started) / 60
+        data["loadavg_end"] = " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "n/a"
+        if "machine" in data:
+            target = args.out if ok else tmp / "RESULTS.partial.md"
+            try:
+                report.write(target, data)
+                (tmp / "results.json").write_text(json.dumps(data, default=str, indent=1))
+                log(f"wrote {target}")
+            except Exception:  # noqa: BLE001
+                traceback.print_exc()
+        if ok and not args.keep_tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            log(f"logs and raw data kept in {tmp}")
+    for name, measured, met in report.targets(data):
+        log(f"target {name}: {measured} → {'met' if met else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""The benchmark's servers, each on a free loopback port: upstream (gunicorn), nginx, our `serve`, the job worker."""
+
+import json
+from pathlib import Path
+
+from tests.bench.procs import HOST, PY, Proc, Procs, free_port, http_request, log, wait_http
+
+UPSTREAM_WORKERS, UPSTREAM_THREADS = 2, 4
+
+
+def start_upstream(procs: Procs) -> tuple[Proc, int]:
+    port = free_port()
+    proc = procs.start("upstream", [
+        PY, "-m", "gunicorn", "--bind", f"{HOST}:{port}", "--worker-class", "gthread",
+        "--workers", UPSTREAM_WORKERS, "--threads", UPSTREAM_THREADS, "--keep-alive", "75", "--backlog", "2048",
+        "--log-level", "warning", "tests.bench.upstream:app",
+    ])
+    wait_http(proc, port, "/ping", ok=lambda s: s == 200)
+    return proc, port
+
+
+NGINX_CONF = """\
+worker_processes auto;
+daemon off;
+master_process on;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/client_body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    keepalive_requests 100000;
+    upstream bench_upstream {{
+        server {host}:{upstream_port};
+        keepalive 32;
+    }}
+    server {{
+        listen {host}:{port};
+        location / {{
+            proxy_pass http://bench_upstream;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+        }}
+    }}
+}}
+"""
+
+
+def start_nginx(procs: Procs, binary: str, tmp: Path, upstream_port: int) -> tuple[Proc, int]:
+    port = free_port()
+    prefix = tmp / "nginx"
+    prefix.mkdir(parents=True, exist_ok=True)
+    prefix.chmod(0o755)
+    conf = prefix / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(tmp=prefix, host=HOST, port=port, upstream_port=upstream_port))
+    proc = procs.start("nginx", [binary, "-p", prefix, "-c", conf, "-e", prefix / "nginx-error.log"])
+    wait_http(proc, port, "/ping", ok=lambda s: s == 200)
+    return proc, port
+
+
+def start_serve(procs: Procs, env: dict, *, workers: int, threads: int, access_log: bool, name="serve",
+                whatif=(), db_sync_commit_off=False) -> tuple[Proc, int]:
+    """Our `manage.py serve`; `whatif` patches run it through tests/bench/whatif_serve.py (experiments only)."""
+    port = free_port()
+    env = {**env, "SERVE_WORKERS": str(workers), "SERVE_THREADS": str(threads),
+           "SERVE_ACCESS_LOG": "true" if access_log else "false"}
+    if db_sync_commit_off:  # a deployment setting: libpq `options`, via DATABASE_URL
+        env["DATABASE_URL"] = env["DATABASE_URL"] + "?options=-c%20synchronous_commit%3Doff"
+    if whatif:
+        env["BENCH_WHATIF"] = ",".join(whatif)
+        argv = [PY, "-m", "tests.bench.whatif_serve", "--bind", f"{HOST}:{port}"]
+    else:
+        argv = [PY, "manage.py", "serve", "--bind", f"{HOST}:{port}"]
+    proc = procs.start(name, argv, env=env)
+    wait_http(proc, port, "/api/v1/integrations", timeout=90)  # 401 without a key: it answers
+    return proc, port
+
+
+def passthrough_request(api_key: str, account_token: str, path: str = "/ping") -> tuple[bytes, dict]:
+    body = json.dumps({"method": "GET", "path": path}).encode()
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {api_key}", "X-Account-Token": account_token}
+    return body, headers
+
+
+def check_passthrough(port: int, api_key: str, account_token: str) -> dict:
+    body, headers = passthrough_request(api_key, account_token)
+    status, content = http_request(port, "POST", "/api/v1/passthrough", body, headers)
+    if status != 200:
+        raise RuntimeError(f"passthrough answered {status}: {content[:500]!r}")
+    answer = json.loads(content)
+    if answer.get("status") != 200:
+        raise RuntimeError(f"passthrough reached the upstream but got: {answer}")
+    return answer
+
+
+def start_worker(procs: Procs, env: dict, processes: int, threads: int = 8) -> Proc:
+    proc = procs.start(f"worker-p{processes}", [PY, "manage.py", "rundramatiq", "--processes", processes,
+                                                "--threads", threads], env=env)
+    log(f"job worker: {processes} process(es) x {threads} threads")
+    return proc
