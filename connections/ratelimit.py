@@ -169,8 +169,7 @@ class DatabaseBackend:
         longest = _longest_per_scope(checks)
         if not longest:
             return 0.0
-        import contextlib
-        with contextlib.nullcontext():
+        with transaction.atomic():
             rows = self._locked(longest)
             for scope, seconds in longest.items():
                 RateLimitSend.objects.filter(scope=rows[scope], sent_at__lte=now - seconds).delete()

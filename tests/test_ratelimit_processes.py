@@ -1,8 +1,9 @@
 """Cross-process: two real processes taking permits from one store never admit more than a window allows.
 
 Each process is a fresh interpreter (multiprocessing "spawn") with its own Django setup and database connection,
-as two `serve` workers or a web process and a Dramatiq worker would be. Both use one fixed instant (a fake clock),
-so every attempt falls in the same window and exactly N may pass; a race in the store would let more through.
+as two `serve` workers or a web process and a Dramatiq worker would be. They meet at a barrier, then race for the
+permits of one instant (a fake clock): exactly N may pass. Each round moves to a fresh window, so the race at the
+N-th permit, where a store without a lock lets N+1 through, is run many times.
 
 Stores: the database backend on a SQLite file (pytest-django's SQLite test database is in memory, so the processes
 get a file they migrate themselves), the database backend on the PostgreSQL test database (row locks), and Redis.
@@ -13,8 +14,10 @@ import os
 
 import pytest
 
-ALLOWED = 25
-ATTEMPTS_PER_PROCESS = 40
+ALLOWED = 5
+ATTEMPTS_PER_ROUND = 8
+ROUNDS = 20
+WINDOW = 60
 NOW = 1_700_000_000.0
 
 
@@ -38,12 +41,12 @@ def _prepare_sqlite_file(env, results):
     from tests.factories import make_connection, make_integration, organization
 
     call_command("migrate", verbosity=0)
-    integration = make_integration(slug="limited", rate_limits=[{"requests": ALLOWED, "per_seconds": 60}])
+    integration = make_integration(slug="limited", rate_limits=[{"requests": ALLOWED, "per_seconds": WINDOW}])
     results.put(make_connection(organization("alice"), integration)[0].pk)
 
 
 def _take_permits(env, connection_id, expected_backend, barrier, results):
-    """In a child: try ATTEMPTS_PER_PROCESS permits at one instant, never waiting; report how many were granted."""
+    """In a child: each round, try ATTEMPTS_PER_ROUND permits at one instant, never waiting; report how many passed."""
     _django(env)
     from connections import ratelimit
     from connections.models import Connection
@@ -54,16 +57,19 @@ def _take_permits(env, connection_id, expected_backend, barrier, results):
 
     backend = ratelimit.configured_backend()
     assert type(backend).__name__ == expected_backend
-    limiter = ratelimit.Limiter(backend, clock=lambda: NOW, sleep=no_sleep)
+    now = [NOW]
+    limiter = ratelimit.Limiter(backend, clock=lambda: now[0], sleep=no_sleep)
     connection = Connection.objects.select_related("integration").get(pk=connection_id)
-    barrier.wait()
     granted = 0
-    for _ in range(ATTEMPTS_PER_PROCESS):
-        try:
-            limiter.acquire(connection, ratelimit.INTERACTIVE, budget=0)
-            granted += 1
-        except RateLimited:
-            pass
+    for round_number in range(ROUNDS):
+        now[0] = NOW + round_number * WINDOW
+        barrier.wait()
+        for _ in range(ATTEMPTS_PER_ROUND):
+            try:
+                limiter.acquire(connection, ratelimit.INTERACTIVE, budget=0)
+                granted += 1
+            except RateLimited:
+                pass
     results.put(granted)
 
 
@@ -103,7 +109,7 @@ def sqlite_file(tmp_path):
 
 def test_database_backend_on_a_sqlite_file_shares_one_window_between_processes(sqlite_file):
     env, connection_id = sqlite_file
-    assert granted_by_two_processes(env, connection_id, "DatabaseBackend") == ALLOWED
+    assert granted_by_two_processes(env, connection_id, "DatabaseBackend") == ROUNDS * ALLOWED
 
 
 def test_redis_backend_shares_one_window_between_processes(sqlite_file, settings):
@@ -111,7 +117,7 @@ def test_redis_backend_shares_one_window_between_processes(sqlite_file, settings
         pytest.skip("The Redis backend runs when CACHE_URL is redis://.")
     env, connection_id = sqlite_file
     env = {**env, "CACHE_URL": settings.RATE_LIMIT_REDIS_URL}
-    assert granted_by_two_processes(env, connection_id, "RedisBackend") == ALLOWED
+    assert granted_by_two_processes(env, connection_id, "RedisBackend") == ROUNDS * ALLOWED
 
 
 def test_database_backend_on_postgresql_shares_one_window_between_processes(transactional_db):
@@ -121,9 +127,9 @@ def test_database_backend_on_postgresql_shares_one_window_between_processes(tran
         pytest.skip("Runs on the PostgreSQL leg.")
     from tests.factories import make_connection, make_integration, organization
 
-    integration = make_integration(slug="limited", rate_limits=[{"requests": ALLOWED, "per_seconds": 60}])
+    integration = make_integration(slug="limited", rate_limits=[{"requests": ALLOWED, "per_seconds": WINDOW}])
     connection, _ = make_connection(organization("alice"), integration)
     s = db.settings_dict
     url = f"postgres://{s['USER']}:{s['PASSWORD'] or ''}@{s['HOST']}:{s['PORT'] or 5432}/{s['NAME']}"
     env = {"DATABASE_URL": url, "CACHE_URL": None, "DRAMATIQ_BROKER_URL": None}
-    assert granted_by_two_processes(env, connection.pk, "DatabaseBackend") == ALLOWED
+    assert granted_by_two_processes(env, connection.pk, "DatabaseBackend") == ROUNDS * ALLOWED
