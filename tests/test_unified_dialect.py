@@ -4,6 +4,7 @@ Calls go through Django's test client as Unified's SDK would send them (key raw 
 the raw request target arrives as `RAW_URI`; tests that depend on it pass it explicitly.
 """
 
+import io
 import ipaddress
 import json
 import socket
@@ -358,8 +359,6 @@ class TestRequestBody:
         assert "Content-Type" not in body["headers"]
 
     def test_chunked_body_is_read_from_the_server_stream(self, alice):
-        import io
-
         with recording_server() as (url, received):
             integration = make_integration(slug="recorder", base_url=url)
             connection = make_connection(alice.organization, integration)[0]
@@ -375,8 +374,6 @@ class TestRequestBody:
         assert not FunctionCall.objects.exists()
 
     def test_chunked_body_over_the_limit_is_413(self, alice, anything, settings):
-        import io
-
         settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
         response = unified(alice, "POST", anything, content_type="text/plain", HTTP_TRANSFER_ENCODING="chunked",
                            **{"wsgi.input": io.BytesIO(b"x" * 101), "wsgi.input_terminated": True})

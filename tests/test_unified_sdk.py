@@ -12,9 +12,11 @@ import pytest
 import requests
 from unified_python_sdk import UnifiedTo
 from unified_python_sdk.models import errors, shared
+from unified_python_sdk.passthrough import ListPassthroughsAcceptEnum
 
 from passthrough.models import FunctionCall
 from tests.factories import make_connection, make_integration
+from tests.servers import free_port
 
 SECRET_TOKEN = "tok-SECRET-123456"
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -146,8 +148,6 @@ def test_custom_http_headers_are_forwarded(passthrough, connection_id):
 
 
 def test_accept_header_override_is_forwarded(passthrough, connection_id, httpbin_url):
-    from unified_python_sdk.passthrough import ListPassthroughsAcceptEnum
-
     result = passthrough.list_passthroughs(request={"connection_id": connection_id, "path": "robots.txt"},
                                            accept_header_override=ListPassthroughsAcceptEnum.TEXT_PLAIN)
     assert result.content_type == "text/plain"
@@ -168,8 +168,6 @@ def test_query_parameters_are_forwarded(passthrough, connection_id, httpbin_url)
 
 
 def test_domain_query_parameter_overrides_the_host(passthrough, alice, httpbin_url):
-    from tests.servers import free_port
-
     dead = make_integration(slug="dead", base_url=f"http://127.0.0.1:{free_port()}", allowed_override_hosts=["127.0.0.1"])
     connection = make_connection(alice.organization, dead)[0]
     port = httpbin_url.rsplit(":", 1)[1]
