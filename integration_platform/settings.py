@@ -4,6 +4,7 @@ Every value has a safe default for local use (`make run`); production sets
 PLATFORM_ENV=production and must then provide SECRET_KEY and PLATFORM_ENCRYPTION_KEYS.
 """
 
+import os
 import secrets
 from pathlib import Path
 
@@ -64,6 +65,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "integration_platform.middleware.RefuseNulBytes",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -102,6 +104,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+    # Tests run a real job worker and live servers in threads: a file (WAL, busy timeout) rather than Django's
+    # shared-cache in-memory database, whose table locks fail at once instead of waiting.
+    # Per process, so concurrent runs on one machine don't share it; the test runner deletes it at the end.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from connections.client import ensure_usable
+from connections.client import clean_request_headers, ensure_usable
 from connections.models import Connection
 from integration_platform.errors import NotFound, PlatformError, RateLimited
 from passthrough import services
@@ -34,6 +34,7 @@ DEADLINE_PASSED = "The request did not complete within the {seconds} s global de
 def async_passthrough_create(*, connection: Connection, envelope: Envelope, dialect: str) -> AsyncPassthroughRequest:
     """Validate like a sync call (raises InvalidInput, nothing stored), store the receipt, enqueue after commit."""
     envelope.target(connection.integration)
+    clean_request_headers(envelope.headers)
     ensure_usable(connection)
     with transaction.atomic():
         request = AsyncPassthroughRequest.objects.create(

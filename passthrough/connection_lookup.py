@@ -1,5 +1,6 @@
 """Finding the connection a native or Merge-style call is for, within the caller's organization."""
 
+from connections.authentication import bearer_value
 from connections.models import Connection
 from integration_platform.errors import InvalidInput, NotAuthenticated, NotFound
 
@@ -38,3 +39,8 @@ def native_connection(request, payload) -> Connection:
     if token or not isinstance(payload, dict) or payload.get("connection_id") is None:
         return connection_by_account_token(organization, token)
     return connection_by_id(organization, payload["connection_id"])
+
+
+def caller_secrets(request) -> tuple[str, ...]:
+    """Our API key and the account token of this call: secrets too, wherever a caller repeats them (redacted in logs)."""
+    return tuple(s for s in (bearer_value(request.META.get("HTTP_AUTHORIZATION", "")), request.META.get(ACCOUNT_TOKEN_HEADER)) if s)

@@ -110,22 +110,24 @@ def sync_request(connection: Connection, models=None, *, full: bool = False, tri
         if errors:
             raise InvalidInput("Invalid input.", errors)
         chosen = [states[name] for name in dict.fromkeys(models)]
-    _ask([state.pk for state in chosen], full=full, trigger=trigger)
-    return sync_statuses(connection)
+    with transaction.atomic():  # workers are woken after the answer is computed
+        _ask([state.pk for state in chosen], full=full, trigger=trigger)
+        return sync_statuses(connection)
 
 
 def connection_linked(connection: Connection) -> None:
     """A connection was created: announce it (`connection.linked`) and start the first, full run of every model
     that syncs on a schedule (manual-only models wait to be asked)."""
-    states = ensure_states(connection)
-    specs = {spec.name: spec for spec in sync_model_specs(connection.integration)}
-    scheduled = [state.pk for name, state in states.items() if specs[name].frequency_seconds and state.enabled]
-    if scheduled:
-        SyncState.objects.filter(pk__in=scheduled).update(next_sync_at=None)
-        _ask(scheduled, full=True, trigger="link")
-    webhook_send(connection.organization, "connection.linked", connection=connection,
-                 data={"connection_id": str(connection.pk), "integration_slug": connection.integration.slug,
-                       "sync_models": list(states)})
+    with transaction.atomic():
+        states = ensure_states(connection)
+        specs = {spec.name: spec for spec in sync_model_specs(connection.integration)}
+        scheduled = [state.pk for name, state in states.items() if specs[name].frequency_seconds and state.enabled]
+        if scheduled:
+            SyncState.objects.filter(pk__in=scheduled).update(next_sync_at=None)
+            _ask(scheduled, full=True, trigger="link")
+        webhook_send(connection.organization, "connection.linked", connection=connection,
+                     data={"connection_id": str(connection.pk), "integration_slug": connection.integration.slug,
+                           "sync_models": list(states)})
 
 
 # --- Running -------------------------------------------------------------------------------------------------------
@@ -219,6 +221,11 @@ def _finish(state: SyncState, claim_id, spec, run: SyncRun) -> None:
 def schedule_syncs() -> dict:
     """The periodic job: ask for due pairs, take back pairs whose worker died, re-send lost requests."""
     now = timezone.now()
+    with transaction.atomic():
+        return {**_ask_due(now), **_recover(now)}
+
+
+def _ask_due(now) -> dict:
     _ensure_all_states(now)
     due = SyncState.objects.filter(enabled=True, next_sync_at__lte=now, requested_at__isnull=True,
                                    claim_id__isnull=True, connection__status=Connection.STATUS_ACTIVE,
@@ -230,6 +237,10 @@ def schedule_syncs() -> dict:
                 requested_at=now, enqueued_at=now, requested_by="schedule"):
             transaction.on_commit(lambda state_id=state_id: enqueue(state_id))
             asked += 1
+    return {"asked": asked}
+
+
+def _recover(now) -> dict:
     lost_after = now - timedelta(seconds=settings.SYNC_LOST_AFTER_SECONDS)
     recovered = 0
     for state in SyncState.objects.filter(claim_id__isnull=False, heartbeat_at__lt=lost_after):
@@ -246,7 +257,7 @@ def schedule_syncs() -> dict:
         if SyncState.objects.filter(pk=state_id, claim_id__isnull=True, enqueued_at__lt=stale).update(enqueued_at=now):
             transaction.on_commit(lambda state_id=state_id: enqueue(state_id))
             resent += 1
-    return {"asked": asked, "recovered": recovered, "resent": resent}
+    return {"recovered": recovered, "resent": resent}
 
 
 def _ensure_all_states(now) -> None:
@@ -349,5 +360,6 @@ def resync(connection: Connection) -> list[dict]:
         ensure_usable(connection)
     except ConnectionUnusable:
         return sync_status_for(connection)
-    _ask([state.pk for state in ensure_states(connection).values() if state.enabled], full=False, trigger="resync")
-    return sync_status_for(connection)
+    with transaction.atomic():
+        _ask([state.pk for state in ensure_states(connection).values() if state.enabled], full=False, trigger="resync")
+        return sync_status_for(connection)

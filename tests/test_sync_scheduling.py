@@ -74,8 +74,9 @@ def test_an_api_request_runs_in_the_worker(alice, sync_upstream, broker, worker)
 
 def test_a_duplicate_message_runs_the_pair_once(alice, sync_upstream, broker, worker):
     connection = connect(alice, sync_upstream)
+    state = state_of(connection)
     services.sync_request(connection)
-    services.enqueue(state_of(connection).pk)
+    services.enqueue(state.pk)
     run_jobs(broker, worker)
     assert SyncRun.objects.filter(connection=connection).count() == 1
 

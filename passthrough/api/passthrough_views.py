@@ -7,11 +7,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from connections.api.serializers import FunctionSerializer
-from connections.authentication import bearer_value
 from connections.models import Function
 from integration_platform.errors import InvalidInput, NotFound, UpstreamTimeout, native_body
 from passthrough import async_passthrough, envelopes, services
-from passthrough.connection_lookup import connection_by_account_token, native_connection
+from passthrough.connection_lookup import caller_secrets, connection_by_account_token, native_connection
 from passthrough.formats import remote_response
 from passthrough.models import FunctionCall
 
@@ -61,7 +60,8 @@ class PassthroughView(APIView):
         try:
             response = services.passthrough_execute(connection=connection, method=envelope.method,
                                                     target=envelope.target(connection.integration), headers=envelope.headers,
-                                                    body=envelope.body, dialect=FunctionCall.DIALECT_NATIVE)
+                                                    body=envelope.body, dialect=FunctionCall.DIALECT_NATIVE,
+                                                    extra_secrets=caller_secrets(request))
         except UpstreamTimeout as exc:
             raise sync_timeout(exc, request) from None
         return Response(remote_response(envelope.method, envelope.path, response, normalize=envelope.normalize_response))
@@ -89,11 +89,9 @@ class FunctionView(APIView):
         connection = connection_by_account_token(request.user.organization, token)
         if connection.integration_id != function.integration_id:
             raise InvalidInput("Invalid input.", [f"X-Account-Token: This connection is not a {function.integration.name} account."])
-        # Our API key and the account token are secrets too, wherever a caller puts them in the arguments.
-        secrets = (bearer_value(request.META.get("HTTP_AUTHORIZATION", "")), token)
         try:
             output = services.function_call_execute(connection=connection, arguments=request.data,
-                                                    dialect=FunctionCall.DIALECT_NATIVE, extra_secrets=secrets)
+                                                    dialect=FunctionCall.DIALECT_NATIVE, extra_secrets=caller_secrets(request))
         except UpstreamTimeout as exc:
             raise sync_timeout(exc, request) from None
         return Response(output)
