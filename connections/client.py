@@ -168,7 +168,7 @@ def _host_allowed(integration: Integration, host: str, base_host: str) -> bool:
     if host == base_host:
         return True
     for entry in integration.allowed_override_hosts:
-        entry = entry.lower().rstrip(".")
+        entry = entry.lower().rstrip(".").strip("[]")  # an IPv6 literal may be listed in brackets
         if host == entry or (entry.startswith("*.") and host.endswith(entry[1:]) and len(host) > len(entry) - 1):
             return True
     return False

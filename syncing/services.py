@@ -252,7 +252,7 @@ def _recover(now) -> dict:
             recovered += 1
     stale = now - timedelta(seconds=settings.SYNC_REQUEUE_AFTER_SECONDS)
     resent = 0
-    for state_id in SyncState.objects.filter(requested_at__isnull=False, claim_id__isnull=True,
+    for state_id in SyncState.objects.filter(requested_at__isnull=False, claim_id__isnull=True, enabled=True,
                                              enqueued_at__lt=stale).values_list("pk", flat=True):
         if SyncState.objects.filter(pk=state_id, claim_id__isnull=True, enqueued_at__lt=stale).update(enqueued_at=now):
             transaction.on_commit(lambda state_id=state_id: enqueue(state_id))

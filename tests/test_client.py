@@ -379,6 +379,13 @@ def test_idna_host_matches_its_punycode_entry(acme):
     assert client.build_target(acme, "x", base_url="https://bücher.example").host == "xn--bcher-kva.example"
 
 
+@pytest.mark.parametrize("entry", ["::1", "[::1]"])
+def test_ipv6_literal_entry_matches_with_or_without_brackets(db, entry):
+    integration = make_integration(slug="v6", allowed_override_hosts=[entry])
+    target = client.build_target(integration, "x", base_url="http://[::1]:8080")
+    assert (target.url(), target.policy) == ("http://[::1]:8080/x", client.PRIVATE_ALLOWED)
+
+
 @pytest.mark.parametrize("url", ["https://evil.example/x", "https://api.acme.test.evil.example/", "https://eu.acme.test.evil/",
                                  "https://acme.test/", "https://10.0.0.1/"])
 def test_absolute_url_on_any_other_host_is_refused(acme, url):

@@ -147,8 +147,9 @@ class TestRoutes:
 
     @pytest.mark.parametrize("path", ["/integry/functions/a%00b/get/", "/integry/functions/a%00b/call/",
                                       "/integry/apps/a%00b/get/"])
-    def test_nul_in_a_name_is_404(self, alice, integration, path):
-        assert_detail(post(path, {}, headers=signed(alice)), 404)
+    def test_nul_in_a_name_is_400(self, alice, integration, path):
+        response = post(path, {}, headers=signed(alice))
+        assert response.status_code == 400 and response.json()["error_details"]
 
     @pytest.mark.parametrize("path", ROUTES)
     def test_routes_never_redirect(self, alice, integration, path):
@@ -352,10 +353,13 @@ class TestFunctionsList:
         body = post("/integry/functions/list/?app=hubspot", {"_cursor": ""}, headers=signed(alice)).json()
         assert [f["name"] for f in body["functions"]] == ["hs-passthrough-request"]
 
-    @pytest.mark.parametrize("app", ["nope", "ac%00me"])
-    def test_unknown_app_lists_nothing(self, alice, integration, app):
-        body = post(f"/integry/functions/list/?app={app}", {"_cursor": ""}, headers=signed(alice)).json()
+    def test_unknown_app_lists_nothing(self, alice, integration):
+        body = post("/integry/functions/list/?app=nope", {"_cursor": ""}, headers=signed(alice)).json()
         assert body == {"functions": [], "_cursor": None}
+
+    def test_nul_in_the_app_filter_is_400(self, alice, integration):
+        response = post("/integry/functions/list/?app=ac%00me", {"_cursor": ""}, headers=signed(alice))
+        assert response.status_code == 400 and response.json()["error_details"]
 
     @pytest.mark.parametrize("flag", ["True", "true", "1", "TRUE"])
     def test_connected_only_lists_apps_the_user_has_an_active_connection_to(self, alice, integration, flag):

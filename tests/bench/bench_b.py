@@ -12,7 +12,7 @@ import statistics
 import threading
 import time
 
-from tests.bench.environment import bench_db, flush_redis
+from tests.bench.environment import BROKER_DB, bench_db, flush_redis, redis_client
 from tests.bench.loadgen import percentile
 from tests.bench.procs import HOST, http_request, log
 from tests.bench.servers import passthrough_request, start_worker
@@ -164,6 +164,11 @@ def enqueue_many(port: int, api_key: str, token: str, n: int, threads: int = 8, 
     return ids, time.perf_counter() - t0
 
 
+def queue_length(queue: str = "async_passthrough") -> int:
+    """Messages waiting in the Dramatiq Redis queue (dramatiq's key layout: `dramatiq:<queue>` is a list)."""
+    return int(redis_client(BROKER_DB).llen(f"dramatiq:{queue}"))
+
+
 def drain_throughput(procs, env, port: int, api_key: str, token: str, db, *, processes: int, threads: int, jobs: int,
                      budget: float = 600) -> dict:
     """Fill the queue with `jobs` while no worker runs, then start one with `processes` and time the drain:
@@ -172,7 +177,11 @@ def drain_throughput(procs, env, port: int, api_key: str, token: str, db, *, pro
     if pending:
         log(f"B throughput: {pending} unfinished rows from earlier phases (they will be drained too)")
     ids, enqueue_s = enqueue_many(port, api_key, token, jobs)
-    log(f"B throughput p={processes}: enqueued {len(ids)} jobs in {enqueue_s:.1f} s ({len(ids) / enqueue_s:.0f}/s)")
+    queued = queue_length()
+    log(f"B throughput p={processes}: enqueued {len(ids)} jobs in {enqueue_s:.1f} s ({len(ids) / enqueue_s:.0f}/s); "
+        f"{queued} messages in the Redis queue")
+    if queued < len(ids):
+        log(f"B throughput p={processes}: WARNING {len(ids) - queued} broker messages missing right after enqueue")
     worker = start_worker(procs, env, processes, threads)
     try:
         deadline = time.monotonic() + budget
@@ -192,7 +201,8 @@ def drain_throughput(procs, env, port: int, api_key: str, token: str, db, *, pro
     finally:
         procs.stop(worker)
     seconds = (last - first).total_seconds() if first and last else float("nan")
-    result = {"processes": processes, "threads": threads, "jobs": len(ids), "finished": done, "done": ok,
+    result = {"processes": processes, "threads": threads, "jobs": len(ids), "queued_in_redis": queued,
+              "finished": done, "done": ok,
               "failed": failed, "drain_s": seconds, "jobs_per_s": done / seconds if seconds else float("nan"),
               "enqueue_per_s": len(ids) / enqueue_s}
     log(f"B throughput p={processes}: {done}/{len(ids)} finished in {seconds:.2f} s → {result['jobs_per_s']:.1f} jobs/s")
