@@ -32,7 +32,14 @@ from urllib3.util import connection as urllib3_connection
 from connections import ratelimit
 from connections.addresses import AddressRefused, check_address, ip_literal, normalize_host, resolve_checked
 from connections.models import Connection, Integration
-from integration_platform.errors import ConnectionUnusable, InvalidInput, RateLimited, UpstreamTimeout, UpstreamUnreachable
+from integration_platform.errors import (
+    ConnectionUnusable,
+    InvalidInput,
+    RateLimited,
+    UpstreamAnswerUnusable,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -412,11 +419,11 @@ def _send_following_redirects(exchange, target, headers, credentialed_hosts, int
         except AddressRefused as exc:
             if hop == 0:
                 raise
-            raise UpstreamUnreachable(f"Upstream redirected to a refused address: {'; '.join(exc.details)}") from None
+            raise UpstreamAnswerUnusable(f"Upstream redirected to a refused address: {'; '.join(exc.details)}") from None
         except RateLimited as exc:
             if hop == 0:
                 raise
-            raise UpstreamUnreachable(f"No rate-limit permit to follow the upstream's redirect: {exc.message}") from None
+            raise UpstreamAnswerUnusable(f"No rate-limit permit to follow the upstream's redirect: {exc.message}") from None
         location = response.header("Location")
         if response.status not in REDIRECT_STATUSES or not location:
             return response
@@ -428,14 +435,14 @@ def _send_following_redirects(exchange, target, headers, credentialed_hosts, int
                 here.scheme, here_host, _default_port(here.scheme, here_port))
             policy = policy if same_origin else _redirect_policy(host)
         except InvalidInput as exc:
-            raise UpstreamUnreachable(f"Upstream redirected to a refused location: {'; '.join(exc.details) or exc}") from None
+            raise UpstreamAnswerUnusable(f"Upstream redirected to a refused location: {'; '.join(exc.details) or exc}") from None
         except ValueError:
-            raise UpstreamUnreachable("Upstream redirected to a refused location: not a valid URL.") from None
+            raise UpstreamAnswerUnusable("Upstream redirected to a refused location: not a valid URL.") from None
         if response.status == 303 or (response.status in (301, 302) and method == "POST"):
             method, body = ("HEAD" if method == "HEAD" else "GET"), None
             headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
         headers = _credentials_for_hop(headers, host, credentialed_hosts, integration, credentials)
-    raise UpstreamUnreachable(f"Upstream redirected more than {MAX_REDIRECTS} times.")
+    raise UpstreamAnswerUnusable(f"Upstream redirected more than {MAX_REDIRECTS} times.")
 
 
 def _credentials_for_hop(headers, host, credentialed_hosts, integration, credentials):
@@ -472,7 +479,7 @@ def _send_once(method, url, headers, body, policy, deadline, permit=None) -> Ups
     except requests.exceptions.RequestException as exc:
         raise UpstreamUnreachable(f"The upstream could not be reached ({type(exc).__name__}).") from None
     except ValueError as exc:  # e.g. requests parses a Location header it cannot (`http://[::1`) to build `.next`
-        raise UpstreamUnreachable(f"The upstream answer could not be processed ({type(exc).__name__}).") from None
+        raise UpstreamAnswerUnusable(f"The upstream answer could not be processed ({type(exc).__name__}).") from None
     if permit is not None:
         permit.observe(response.status_code, response.headers)
     with response:
@@ -495,7 +502,7 @@ def _read_body(response, deadline) -> bytes:
                 break
             size += len(chunk)
             if size > settings.OUTBOUND_MAX_RESPONSE_BYTES:
-                raise UpstreamUnreachable(f"The upstream response is larger than {settings.OUTBOUND_MAX_RESPONSE_BYTES} bytes.")
+                raise UpstreamAnswerUnusable(f"The upstream response is larger than {settings.OUTBOUND_MAX_RESPONSE_BYTES} bytes.")
             chunks.append(chunk)
     except (SocketTimeout, requests.exceptions.ReadTimeout) as exc:
         raise UpstreamTimeout("The upstream did not finish its answer in time.") from exc
@@ -504,7 +511,7 @@ def _read_body(response, deadline) -> bytes:
             raise
         if "timed out" in str(exc).lower():
             raise UpstreamTimeout("The upstream did not finish its answer in time.") from None
-        raise UpstreamUnreachable(f"The upstream answer was cut off ({type(exc).__name__}).") from None
+        raise UpstreamAnswerUnusable(f"The upstream answer was cut off ({type(exc).__name__}).") from None
     return b"".join(chunks)
 
 

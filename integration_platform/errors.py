@@ -56,6 +56,14 @@ class UpstreamUnreachable(PlatformError):
     retryable = True
 
 
+class UpstreamAnswerUnusable(UpstreamUnreachable):
+    """The request was delivered, but its answer cannot be used (cut off, too large, a refused redirect).
+
+    Not safe to repeat blindly: the upstream may have acted on it."""
+
+    retryable = False
+
+
 class UpstreamTimeout(PlatformError):
     """The upstream did not answer within the time budget of this call."""
 

@@ -31,6 +31,8 @@ sleep = time.sleep  # tests replace it to see the waits without spending them
 # Styles whose next page can be found without reading the current answer: an unreadable page is skipped.
 SKIPPABLE_STYLES = ("page", "offset", "link_header")
 UPSERT_FIELDS = ["data", "data_hash", "remote_updated_at", "modified_at", "remote_was_deleted"]
+PROGRESS_FIELDS = ["pages", "requests", "added", "updated", "unchanged", "skipped", "skipped_pages"]
+FINAL_FIELDS = [*PROGRESS_FIELDS, "deleted", "status", "error", "finished_at"]
 CHUNK = 500  # ids per IN (...) query: well inside SQLite's variable limit
 
 
@@ -70,7 +72,8 @@ def run_sync(state: SyncState, claim_id, spec: SyncModelSpec, *, full: bool, tri
         log.exception("Sync run %s of connection %s (%s) crashed.", run.pk, connection.pk, spec.name)
         run.status, run.error = SyncRun.FAILED, f"Internal error ({type(exc).__name__}); see the server log."
     run.finished_at = timezone.now()
-    run.save()
+    # An UPDATE, not save(): if the connection was deleted meanwhile, there is nothing left to record.
+    SyncRun.objects.filter(pk=run.pk).update(**{field: getattr(run, field) for field in FINAL_FIELDS})
     return run
 
 
@@ -263,7 +266,7 @@ def _store(run, spec, records: list, seen: set | None):
         if changed:
             Record.objects.bulk_create(changed, batch_size=CHUNK, update_conflicts=True,
                                        unique_fields=["connection", "model", "remote_id"], update_fields=UPSERT_FIELDS)
-        run.save(update_fields=["pages", "requests", "added", "updated", "unchanged", "skipped", "skipped_pages"])
+        SyncRun.objects.filter(pk=run.pk).update(**{field: getattr(run, field) for field in PROGRESS_FIELDS})
 
 
 def _mark_deleted(run, seen: set) -> int:

@@ -61,10 +61,18 @@ def httpbin_integration(db, httpbin_url):
 @pytest.fixture
 def broker():
     """The configured Dramatiq broker (StubBroker on the SQLite leg, Redis on the PostgreSQL leg), emptied."""
+    import queue
+
     import dramatiq
+    from dramatiq.brokers.stub import StubBroker
 
     broker = dramatiq.get_broker()
     broker.flush_all()
+    if isinstance(broker, StubBroker):
+        # A message a stopped worker had taken (e.g. a delayed retry) is never acked; its queue would keep an
+        # unfinished task forever and every later join() would wait for it. Each test gets fresh queues.
+        for name in list(broker.queues):
+            broker.queues[name] = queue.Queue()
     yield broker
     broker.flush_all()
 

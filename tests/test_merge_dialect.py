@@ -648,3 +648,15 @@ def test_every_endpoint_is_in_the_openapi_schema(alice):
     for endpoint, method in expected.items():
         operation = schema["paths"][f"/merge/api/{{category}}/v1/{endpoint}"][method]
         assert operation["tags"] == ["merge"]
+
+
+def test_a_redirect_to_a_refused_address_after_delivery_is_a_final_400_not_a_retried_502(alice, httpbin_integration):
+    """The POST reached the upstream; the Merge SDK repeats 5xx answers, so the refusal must not be one."""
+    from tests.factories import make_connection
+
+    _, token = make_connection(alice.organization, httpbin_integration, end_user_id="redirected")
+    response = alice.client.post("/merge/api/crm/v1/passthrough",
+                                 {"method": "POST", "path": "/redirect-to?url=http://169.254.169.254/&status_code=307", "data": "{}"},
+                                 format="json", HTTP_X_ACCOUNT_TOKEN=token)
+    assert response.status_code == 400
+    assert "delivered" in response.json()["detail"]

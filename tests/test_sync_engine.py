@@ -311,3 +311,15 @@ def test_creating_a_connection_sends_connection_linked(alice, sync_upstream):
     assert delivery.payload["linked_account"]["id"] == str(connection.pk)
     assert delivery.payload["data"] == {"connection_id": str(connection.pk), "integration_slug": "upstream",
                                         "sync_models": ["contacts"]}
+
+
+def test_deleting_the_connection_during_a_run_stops_it_quietly(alice, sync_upstream):
+    sync_upstream.reset(make_records(9, updated_at=OLD))
+    connection = connect(alice, sync_upstream)
+
+    def delete_connection(run):
+        Connection.objects.filter(pk=connection.pk).delete()
+
+    run = services.sync_now(connection, "contacts", progress=delete_connection)
+    assert (run.status, run.pages) == ("FAILED", 1)
+    assert not SyncRun.objects.exists() and not Record.objects.exists()

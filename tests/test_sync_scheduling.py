@@ -6,7 +6,7 @@ from datetime import timedelta
 from unittest import mock
 
 import pytest
-from django.db import OperationalError, connection as db_connection
+from django.db import connection as db_connection
 from django.utils import timezone
 
 import syncing.tasks  # noqa: F401 (declares the syncing queue for broker.join)
@@ -83,47 +83,42 @@ def test_a_duplicate_message_runs_the_pair_once(alice, sync_upstream, broker, wo
 
 # --- The claim -----------------------------------------------------------------------------------------------------
 
-def claim_racing(state_id, contenders: int):
-    """`contenders` threads claim the pair at the same instant; returns how many got it."""
-    barrier = threading.Barrier(contenders)
-    won, errors = [], []
+def racing_workers(state_id, workers: int) -> list:
+    """`workers` threads run the worker's job for one pair at the same instant; returns the runs they made."""
+    barrier = threading.Barrier(workers)
+    runs, errors = [], []
 
-    def contend():
+    def work():
         try:
             barrier.wait()
-            while True:
-                try:
-                    claimed = services._claim(state_id, need_request=True)
-                    break
-                except OperationalError as exc:
-                    # In-memory SQLite (shared cache) reports a lock conflict at once instead of waiting like a
-                    # file database or PostgreSQL: try again, as a waiting database would have.
-                    if "locked" not in str(exc):
-                        raise
-            if claimed is not None:
-                won.append(claimed)
+            run = services.sync_requested(state_id)
+            if run is not None:
+                runs.append(run)
         except Exception as exc:
             errors.append(exc)
         finally:
             db_connection.close()
 
-    threads = [threading.Thread(target=contend) for _ in range(contenders)]
+    threads = [threading.Thread(target=work) for _ in range(workers)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
     assert errors == []
-    return won
+    return runs
 
 
-def test_two_concurrent_claims_never_take_one_pair_twice(alice, sync_upstream, transactional_db):
+def test_two_concurrent_claims_never_run_one_pair_twice(alice, sync_upstream, transactional_db):
+    sync_upstream.reset(make_records(6, updated_at=OLD))
     connection = connect(alice, sync_upstream)
     state = state_of(connection)
-    for _ in range(10):
-        services.sync_request(connection)
-        won = claim_racing(state.pk, contenders=4)
-        assert len(won) == 1
-        SyncState.objects.filter(pk=state.pk).update(claim_id=None, heartbeat_at=None)
+    for _ in range(5):
+        services.sync_request(connection, full=True)
+        sync_upstream.clear_log()
+        runs = racing_workers(state.pk, workers=4)
+        assert [run.status for run in runs] == ["DONE"]
+        assert len(sync_upstream.log()) == 2  # one walk of the two pages
+    assert SyncRun.objects.filter(connection=connection).count() == 5
 
 
 def test_a_second_worker_does_not_run_a_pair_while_the_first_runs_it(alice, sync_upstream, transactional_db):

@@ -24,7 +24,14 @@ from rest_framework.views import APIView
 
 from connections.models import Connection
 from connections.services import connection_delete
-from integration_platform.errors import InvalidInput, NotAuthenticated, NotFound, PlatformError, UpstreamTimeout
+from integration_platform.errors import (
+    InvalidInput,
+    NotAuthenticated,
+    NotFound,
+    PlatformError,
+    UpstreamAnswerUnusable,
+    UpstreamTimeout,
+)
 from passthrough import async_passthrough, envelopes, services
 from passthrough.dialects.merge_serializers import (
     ACCOUNT_STATUSES, EMPTY, ERROR, AccountToken, AsyncReceipt, MergeAccountDetailsSerializer, MergeLinkedAccountSerializer,
@@ -93,6 +100,9 @@ def _drf_errors(detail, prefix="") -> dict:
 
 def merge_exception_handler(exc, context):
     """The one place where errors become Merge-style HTTP answers."""
+    if isinstance(exc, UpstreamAnswerUnusable):
+        # The call was delivered: a 5xx would make the SDK send it again (merge.md §3), so a final 400.
+        return merge_error(400, f"The request was delivered upstream, but its answer could not be used: {exc.message}")
     if isinstance(exc, PlatformError):
         detail = " ".join([exc.message, *[line for line in exc.details if line != exc.message]])
         return merge_error(exc.status, detail, _field_errors(exc.details), exc.retry_after)

@@ -8,43 +8,78 @@ import statistics
 from pathlib import Path
 
 from tests.bench.loadgen import run_load
-from tests.bench.procs import log
+from tests.bench.procs import log, pids_cpu_seconds, tree_cpu_seconds
 from tests.bench.servers import passthrough_request
 
 
-class Target:
-    def __init__(self, name: str, port: int, path: str, method="GET", body=None, headers=None):
-        self.name, self.port, self.path, self.method, self.body, self.headers = name, port, path, method, body, headers or {}
+class CpuMeter:
+    """CPU seconds used during a run by: the proxy under test (process tree), the upstream (process tree) and the
+    PostgreSQL backends connected to the bench database. CPU per request does not depend on how busy the shared
+    machine is the way latency does, so it explains throughput ratios robustly."""
 
-    def load(self, client: str, concurrency: int, seconds: float, script_dir: Path) -> dict:
-        return run_load(client, self.port, self.path, method=self.method, body=self.body, headers=self.headers,
-                        concurrency=concurrency, seconds=seconds, script_dir=script_dir)
+    def __init__(self, upstream_pid: int, db=None):
+        self.upstream_pid, self.db = upstream_pid, db
+
+    def pg_pids(self) -> list[int]:
+        if self.db is None:
+            return []
+        rows = self.db.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                               "AND backend_type = 'client backend' AND pid <> pg_backend_pid()").fetchall()
+        return [r[0] for r in rows]
+
+    def snapshot(self, proxy_pid: int | None) -> dict:
+        pg = self.pg_pids()
+        return {"proxy": tree_cpu_seconds([proxy_pid]) if proxy_pid else 0.0,
+                "upstream": tree_cpu_seconds([self.upstream_pid]),
+                "pg": {pid: pids_cpu_seconds([pid]) for pid in pg}}
+
+    @staticmethod
+    def delta(before: dict, after: dict) -> dict:
+        pg = sum(v - before["pg"].get(pid, 0.0) for pid, v in after["pg"].items())
+        return {"proxy": after["proxy"] - before["proxy"], "upstream": after["upstream"] - before["upstream"], "pg": pg}
+
+
+class Target:
+    def __init__(self, name: str, port: int, path: str, method="GET", body=None, headers=None, proxy_pid=None):
+        self.name, self.port, self.path, self.method, self.body, self.headers = name, port, path, method, body, headers or {}
+        self.proxy_pid = proxy_pid
+
+    def load(self, client: str, concurrency: int, seconds: float, script_dir: Path, meter: CpuMeter | None = None) -> dict:
+        before = meter.snapshot(self.proxy_pid) if meter else None
+        result = run_load(client, self.port, self.path, method=self.method, body=self.body, headers=self.headers,
+                          concurrency=concurrency, seconds=seconds, script_dir=script_dir)
+        if meter:
+            used = CpuMeter.delta(before, meter.snapshot(self.proxy_pid))
+            n = max(1, result["requests"])
+            result.update({f"cpu_{k}_ms": 1000 * v / n for k, v in used.items()})
+        return result
 
 
 def direct_target(port: int, upstream_path="/ping") -> Target:
     return Target("direct", port, upstream_path)
 
 
-def nginx_target(port: int, upstream_path="/ping") -> Target:
-    return Target("nginx", port, upstream_path)
+def nginx_target(port: int, upstream_path="/ping", pid=None) -> Target:
+    return Target("nginx", port, upstream_path, proxy_pid=pid)
 
 
-def ours_target(port: int, api_key: str, token: str, upstream_path="/ping", name="ours") -> Target:
+def ours_target(port: int, api_key: str, token: str, upstream_path="/ping", name="ours", pid=None) -> Target:
     body, headers = passthrough_request(api_key, token, upstream_path)
-    return Target(name, port, "/api/v1/passthrough", "POST", body, headers)
+    return Target(name, port, "/api/v1/passthrough", "POST", body, headers, proxy_pid=pid)
 
 
 def aggregate(runs: list[dict]) -> dict:
     out = {"rounds": len(runs), "requests": sum(r["requests"] for r in runs), "errors": sum(r["errors"] for r in runs)}
-    for key in ("p50", "p90", "p99", "p99.9", "mean", "rps"):
-        out[key] = statistics.median(r[key] for r in runs)
+    for key in ("p50", "p90", "p99", "p99.9", "mean", "rps", "cpu_proxy_ms", "cpu_upstream_ms", "cpu_pg_ms"):
+        if all(key in r for r in runs):
+            out[key] = statistics.median(r[key] for r in runs)
     out["rps_min"], out["rps_max"] = min(r["rps"] for r in runs), max(r["rps"] for r in runs)
     out["p50_min"], out["p50_max"] = min(r["p50"] for r in runs), max(r["p50"] for r in runs)
     return out
 
 
 def interleaved(targets: list[Target], *, client: str, concurrencies, rounds: int, seconds: float, warmup: float,
-                script_dir: Path) -> dict:
+                script_dir: Path, meter: CpuMeter | None = None) -> dict:
     """{concurrency: {target name: aggregate}}; every target runs once per round, order rotating."""
     results = {}
     for c in concurrencies:
@@ -54,11 +89,13 @@ def interleaved(targets: list[Target], *, client: str, concurrencies, rounds: in
         for r in range(rounds):
             order = targets[r % len(targets):] + targets[:r % len(targets)]
             for t in order:
-                result = t.load(client, c, seconds, script_dir)
+                result = t.load(client, c, seconds, script_dir, meter)
                 runs[t.name].append(result)
+                cpu = (f", CPU/req proxy {result['cpu_proxy_ms']:.3f} upstream {result['cpu_upstream_ms']:.3f} "
+                       f"pg {result['cpu_pg_ms']:.3f} ms" if "cpu_proxy_ms" in result else "")
                 log(f"A c={c} round {r + 1}/{rounds} {t.name:>10}: {result['requests']:6d} req, "
                     f"{result['rps']:8.1f} req/s, p50 {result['p50']:.3f} ms, p99 {result['p99']:.3f} ms, "
-                    f"errors {result['errors']}")
+                    f"errors {result['errors']}{cpu}")
         results[c] = {name: aggregate(rs) for name, rs in runs.items()}
     return results
 

@@ -164,6 +164,17 @@ def enqueue_many(port: int, api_key: str, token: str, n: int, threads: int = 8, 
     return ids, time.perf_counter() - t0
 
 
+def sweep(env) -> dict:
+    """Run the platform's async sweeper once, re-enqueueing every pending row now."""
+    from tests.bench.procs import PY, run_checked
+
+    code = ("import json; from passthrough.async_passthrough import async_passthrough_sweep as s; "
+            "print(json.dumps(s()))")
+    out = run_checked([PY, "manage.py", "shell", "-c", code], env={**env, "ASYNC_PASSTHROUGH_REQUEUE_AFTER_SECONDS": "0"},
+                      timeout=120, what="async sweep")
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def queue_length(queue: str = "async_passthrough") -> int:
     """Messages waiting in the Dramatiq Redis queue (dramatiq's key layout: `dramatiq:<queue>` is a list)."""
     return int(redis_client(BROKER_DB).llen(f"dramatiq:{queue}"))
@@ -180,12 +191,18 @@ def drain_throughput(procs, env, port: int, api_key: str, token: str, db, *, pro
     queued = queue_length()
     log(f"B throughput p={processes}: enqueued {len(ids)} jobs in {enqueue_s:.1f} s ({len(ids) / enqueue_s:.0f}/s); "
         f"{queued} messages in the Redis queue")
+    requeued = None
     if queued < len(ids):
-        log(f"B throughput p={processes}: WARNING {len(ids) - queued} broker messages missing right after enqueue")
+        # Seen once on this shared machine: the queue emptied by something else between enqueue and worker start.
+        # The platform's own repair path puts them back: the sweeper re-enqueues pending rows.
+        log(f"B throughput p={processes}: WARNING {len(ids) - queued} broker messages missing; running the sweeper")
+        requeued = sweep(env)
+        queued = queue_length()
+        log(f"B throughput p={processes}: sweeper {requeued}; {queued} messages queued now")
     worker = start_worker(procs, env, processes, threads)
     try:
         deadline = time.monotonic() + budget
-        done = 0
+        done, last_progress, progress_at = 0, -1, time.monotonic()
         while time.monotonic() < deadline:
             done = db.execute(f"SELECT count(*) FROM {TABLE} WHERE id = ANY(%s::uuid[]) AND finished_at IS NOT NULL",
                               (ids,)).fetchone()[0]
@@ -193,6 +210,11 @@ def drain_throughput(procs, env, port: int, api_key: str, token: str, db, *, pro
                 break
             if not worker.alive():
                 raise RuntimeError(f"worker exited:\n{worker.tail()}")
+            if done != last_progress:
+                last_progress, progress_at = done, time.monotonic()
+            elif time.monotonic() - progress_at > 60 and queue_length() == 0:
+                log(f"B throughput p={processes}: no progress for 60 s and the queue is empty; giving up")
+                break
             time.sleep(0.2)
         first, last, ok, failed = db.execute(f"""
             SELECT min(claimed_at), max(finished_at), count(*) FILTER (WHERE status = 'done'),
@@ -202,6 +224,7 @@ def drain_throughput(procs, env, port: int, api_key: str, token: str, db, *, pro
         procs.stop(worker)
     seconds = (last - first).total_seconds() if first and last else float("nan")
     result = {"processes": processes, "threads": threads, "jobs": len(ids), "queued_in_redis": queued,
+              "requeued_by_sweeper": requeued,
               "finished": done, "done": ok,
               "failed": failed, "drain_s": seconds, "jobs_per_s": done / seconds if seconds else float("nan"),
               "enqueue_per_s": len(ids) / enqueue_s}

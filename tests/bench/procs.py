@@ -147,3 +147,47 @@ def run_checked(argv, *, env=None, timeout: float = 300, what: str = "") -> str:
 
 
 PY = sys.executable
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int):
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text.rsplit(")", 1)[1].split()
+    # fields[0] is state (field 3); ppid is field 4, utime 14, stime 15 → indexes 1, 11, 12 here.
+    return int(fields[1]), int(fields[11]) + int(fields[12])
+
+
+def tree_cpu_seconds(roots) -> float:
+    """CPU time (user + system) used so far by the processes `roots` and all their descendants."""
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            s = _stat(int(entry.name))
+            if s:
+                stats[int(entry.name)] = s
+    children = {}
+    for pid, (ppid, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo, seen = 0, [r for r in roots if r in stats], set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        total += stats[pid][1]
+        todo.extend(children.get(pid, []))
+    return total / CLK_TCK
+
+
+def pids_cpu_seconds(pids) -> float:
+    total = 0
+    for pid in pids:
+        s = _stat(pid)
+        if s:
+            total += s[1]
+    return total / CLK_TCK

@@ -29,11 +29,14 @@ def py_spy(install: bool = True) -> tuple[str | None, str]:
     return None, f"install failed: {result.stderr[-500:]}"
 
 
-def record(py_spy_path: str, pid: int, out: Path, seconds: int, *, idle: bool = False, rate: int = 200) -> Path:
+def record(py_spy_path: str, pid: int, out: Path, seconds: int, *, idle: bool = False, gil: bool = False,
+           rate: int = 200) -> Path:
     argv = [py_spy_path, "record", "--pid", str(pid), "--subprocesses", "-d", str(seconds), "-r", str(rate),
             "-f", "raw", "-o", str(out)]
     if idle:
         argv.append("--idle")
+    if gil:
+        argv.append("--gil")
     result = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, stdin=subprocess.DEVNULL)
     if result.returncode != 0 or not out.exists():
         raise RuntimeError(f"py-spy failed ({result.returncode}): {result.stdout[-1000:]} {result.stderr[-1000:]}")

@@ -92,6 +92,22 @@ def write(path: Path, data: dict) -> None:
                   f"{f(r['rps'], 0)} [{f(r['rps_min'], 0)}–{f(r['rps_max'], 0)}] | {signed(q['added_p50'], 3)} | "
                   f"{signed(q['added_p99'], 3)} | {pct(q['throughput_ratio'])} |")
         w("")
+        if any("cpu_proxy_ms" in r for bt in a["results"].values() for r in bt.values()):
+            w("**CPU per request** (ms of CPU time, user + system, from /proc, medians over rounds): the proxy's "
+              "process tree, the upstream's, and the PostgreSQL backends serving the bench database. wrk and Redis are "
+              "not counted. With 2 cores, `2000 / total` bounds the requests per second this set of processes can "
+              "serve when CPU-bound.\n")
+            w("| conc. | target | proxy | upstream | PostgreSQL | total | 2000 / total (req/s) |")
+            w("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+            for c, by_target in a["results"].items():
+                for name in ("direct", "ours", "nginx"):
+                    r = by_target.get(name)
+                    if not r or "cpu_proxy_ms" not in r:
+                        continue
+                    total = r["cpu_proxy_ms"] + r["cpu_upstream_ms"] + r["cpu_pg_ms"]
+                    w(f"| {c} | {name} | {f(r['cpu_proxy_ms'], 3)} | {f(r['cpu_upstream_ms'], 3)} | {f(r['cpu_pg_ms'], 3)} | "
+                      f"{f(total, 3)} | {f(2000 / total if total else float('nan'), 0)} |")
+            w("")
         if any("nginx" in bt for bt in a["results"].values()):
             w("**Ours vs nginx** (the best-proxy reference):\n")
             w("| conc. | added p50: ours / nginx | added p50 ms (ours − nginx) | p99 ms (ours − nginx) | req/s: ours / nginx |")
@@ -109,13 +125,14 @@ def write(path: Path, data: dict) -> None:
             w("### `serve` settings tried\n")
             w("Each variant restarted `serve`, then ran interleaved with direct calls (same client, "
               f"{a['variants_rounds']} rounds × {s['seconds']:.0f} s). Ratios are against the direct figures of the same rounds.\n")
-            w("| variant (SERVE_WORKERS × SERVE_THREADS, access log) | conc. | requests | p50 ms | p99 ms | req/s | added p50 ms | added p99 ms | throughput vs direct |")
-            w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+            w("| variant (SERVE_WORKERS × SERVE_THREADS, access log; experiment) | conc. | requests | p50 ms | p99 ms | req/s | added p50 ms | added p99 ms | throughput vs direct | CPU/req serve ms | CPU/req PostgreSQL ms |")
+            w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
             for v in a["variants"]:
                 for c, by_target in v["results"].items():
                     r, q = by_target["ours"], v["ratios"][c]["ours"]
                     w(f"| {v['label']} | {c} | {r['requests']} | {f(r['p50'], 3)} | {f(r['p99'], 3)} | {f(r['rps'], 0)} | "
-                      f"{signed(q['added_p50'], 3)} | {signed(q['added_p99'], 3)} | {pct(q['throughput_ratio'])} |")
+                      f"{signed(q['added_p50'], 3)} | {signed(q['added_p99'], 3)} | {pct(q['throughput_ratio'])} | "
+                      f"{f(r.get('cpu_proxy_ms'), 3)} | {f(r.get('cpu_pg_ms'), 3)} |")
             w("")
 
         if a.get("slow"):
@@ -209,6 +226,12 @@ def write(path: Path, data: dict) -> None:
         for t in b["throughput"]:
             w(f"| {t['processes']} × {t['threads']} | {t['jobs']} | {t['done']} | {t['failed']} | {f(t['drain_s'])} | "
               f"{f(t['jobs_per_s'], 1)} | {f(t['enqueue_per_s'], 0)} |")
+        w("")
+        for t in b["throughput"]:
+            if t.get("requeued_by_sweeper") is not None:
+                w(f"- {t['processes']} process(es): broker messages were missing from Redis right after enqueueing "
+                  f"(emptied by something else on this shared Redis); the platform's sweeper re-enqueued the pending "
+                  f"rows first ({t['requeued_by_sweeper']}).")
         w("")
 
     if data.get("notes"):

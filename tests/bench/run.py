@@ -92,15 +92,17 @@ def profile_serve(args, serve_proc, ours, client, tmp) -> dict:
     if not spy:
         out["note"] = "py-spy unavailable: no profile."
         return out
-    plans = [("CPU profile at concurrency 8 (on-CPU samples only)", 8, False),
-             ("Wall-clock profile at concurrency 1 (--idle: includes waiting on PostgreSQL and the upstream)", 1, True)]
-    for title, c, idle in plans:
+    plans = [("Python CPU profile at concurrency 8 (`--gil`: only samples of the thread holding the GIL, i.e. "
+              "where the interpreter's time goes)", 8, False, True),
+             ("Wall-clock profile at concurrency 1 (`--idle`: includes waiting on PostgreSQL, Redis and the upstream)",
+              1, True, False)]
+    for title, c, idle, gil in plans:
         raw = tmp / f"pyspy-c{c}.txt"
         load = threading.Thread(target=lambda: ours.load(client, c, args.profile_seconds + 4, tmp), daemon=True)
         load.start()
         time.sleep(1.5)
         log(f"py-spy: recording serve (pid {serve_proc.pid} + workers) for {args.profile_seconds} s at c={c}")
-        profiling.record(spy, serve_proc.pid, raw, args.profile_seconds, idle=idle)
+        profiling.record(spy, serve_proc.pid, raw, args.profile_seconds, idle=idle, gil=gil)
         load.join(timeout=args.profile_seconds + 60)
         out["sections"].append({"title": title, "summary": profiling.summarize(raw)})
     out["note"] = ("Sampled at 200 Hz over the gunicorn master and its workers (`py-spy record --subprocesses`), "
@@ -134,6 +136,7 @@ def main(argv=None) -> int:
     procs = Procs(tmp)
     data = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "notes": [], "errors": []}
     ok = False
+    meter_db = None
     try:
         tools = environment.ensure_debian_tools()
         client = args.client if args.client != "auto" else ("wrk" if have_wrk() else "python")
@@ -151,9 +154,10 @@ def main(argv=None) -> int:
         upstream, up_port = start_upstream(procs)
         fixtures = environment.load_fixtures(env, tmp, f"http://127.0.0.1:{up_port}")
         nginx_bin = environment.nginx_binary()
-        nginx_port = None
+        nginx_port = nginx_pid = None
         if nginx_bin:
-            _, nginx_port = start_nginx(procs, nginx_bin, tmp, up_port)
+            nginx_proc, nginx_port = start_nginx(procs, nginx_bin, tmp, up_port)
+            nginx_pid = nginx_proc.pid
         else:
             data["notes"].append("nginx is not installed: the nginx reference column is missing.")
 
@@ -162,9 +166,11 @@ def main(argv=None) -> int:
         check_passthrough(serve_port, fixtures["api_key"], fixtures["account_token"])
         log("passthrough answers 200 with the upstream's 200")
 
+        meter_db = environment.bench_db()
+        meter = bench_a.CpuMeter(upstream.pid, meter_db)
         direct = bench_a.direct_target(up_port)
-        ours = bench_a.ours_target(serve_port, fixtures["api_key"], fixtures["account_token"])
-        targets = [direct, ours] + ([bench_a.nginx_target(nginx_port)] if nginx_port else [])
+        ours = bench_a.ours_target(serve_port, fixtures["api_key"], fixtures["account_token"], pid=serve.pid)
+        targets = [direct, ours] + ([bench_a.nginx_target(nginx_port, pid=nginx_pid)] if nginx_port else [])
         a = None
         if not args.skip_a:
             a = {"setup": {"upstream": f"{UPSTREAM_WORKERS} workers × {UPSTREAM_THREADS} threads",
@@ -177,7 +183,7 @@ def main(argv=None) -> int:
                            "rounds": args.rounds, "seconds": args.seconds, "warmup": args.warmup}}
             log("A: direct / ours / nginx at concurrency 1 and 8")
             a["results"] = bench_a.interleaved(targets, client=client, concurrencies=(1, 8), rounds=args.rounds,
-                                               seconds=args.seconds, warmup=args.warmup, script_dir=tmp)
+                                               seconds=args.seconds, warmup=args.warmup, script_dir=tmp, meter=meter)
             a["ratios"] = bench_a.ratios(a["results"])
             data["a"] = a
             try:
@@ -194,12 +200,12 @@ def main(argv=None) -> int:
             if args.slow_delay_ms:
                 path = f"/delay/{args.slow_delay_ms}"
                 slow = [bench_a.direct_target(up_port, path),
-                        bench_a.ours_target(serve_port, fixtures["api_key"], fixtures["account_token"], path)]
+                        bench_a.ours_target(serve_port, fixtures["api_key"], fixtures["account_token"], path, pid=serve.pid)]
                 if nginx_port:
-                    slow.append(bench_a.nginx_target(nginx_port, path))
+                    slow.append(bench_a.nginx_target(nginx_port, path, pid=nginx_pid))
                 log(f"A: slow upstream ({args.slow_delay_ms} ms) at concurrency 1 and 8")
                 res = bench_a.interleaved(slow, client=client, concurrencies=(1, 8), rounds=2, seconds=args.seconds,
-                                          warmup=args.warmup, script_dir=tmp)
+                                          warmup=args.warmup, script_dir=tmp, meter=meter)
                 a["slow"] = {"delay_ms": args.slow_delay_ms, "rounds": 2, "results": res, "ratios": bench_a.ratios(res)}
 
         if not args.skip_b:
@@ -224,9 +230,9 @@ def main(argv=None) -> int:
                 try:
                     vproc, vport = start_serve(procs, env, name=f"serve-{text.replace(':', '-')}", **serve_kwargs(v))
                     check_passthrough(vport, fixtures["api_key"], fixtures["account_token"])
-                    vt = [direct, bench_a.ours_target(vport, fixtures["api_key"], fixtures["account_token"])]
+                    vt = [direct, bench_a.ours_target(vport, fixtures["api_key"], fixtures["account_token"], pid=vproc.pid)]
                     res = bench_a.interleaved(vt, client=client, concurrencies=(1, 8), rounds=args.variant_rounds,
-                                              seconds=args.seconds, warmup=args.warmup, script_dir=tmp)
+                                              seconds=args.seconds, warmup=args.warmup, script_dir=tmp, meter=meter)
                     a["variants"].append({"label": v["label"], "results": res, "ratios": bench_a.ratios(res)})
                     procs.stop(vproc)
                 except Exception as exc:  # noqa: BLE001 - optional section
@@ -256,6 +262,10 @@ def main(argv=None) -> int:
     finally:
         log("tearing down")
         procs.stop_all()
+        try:
+            meter_db.close()
+        except Exception:  # noqa: BLE001 - not opened, or already gone
+            pass
         data["elapsed_min"] = (time.monotonic() - started) / 60
         data["loadavg_end"] = " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "n/a"
         if "machine" in data:
