@@ -10,11 +10,12 @@ import hashlib
 import json
 import logging
 import time
+from collections import Counter
 from datetime import datetime, timedelta, timezone as dt_timezone
 from email.utils import parsedate_to_datetime
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection as db_connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -83,19 +84,17 @@ def _pull(run, state, claim_id, spec, since, seen, progress):
     while request is not None:
         if run.pages >= settings.SYNC_MAX_PAGES:
             raise SyncFailed(f"Stopped after {settings.SYNC_MAX_PAGES} pages (SYNC_MAX_PAGES).")
-        _heartbeat(state, claim_id)
         target = (client.absolute_url_target(run.connection.integration, request.url) if request.url
                   else client.build_target(run.connection.integration, spec.path, request.query))
-        url, response = _fetch(run, target)
+        url, response, exchanges = _fetch(run, target)
         try:
             body, records = _read(response, spec)
         except UnreadablePage as exc:
             if not skippable or run.skipped_pages >= settings.SYNC_MAX_SKIPPED_PAGES:
+                _log_calls(run, exchanges)
                 raise SyncFailed(f"{exc} (page {run.pages + 1})") from None
             body, records = None, None
-            run.skipped_pages += 1
-        run.pages += 1
-        _store(run, spec, records or [], seen)
+        _store(run, state, claim_id, spec, records, exchanges, seen)
         if progress:
             progress(run)
         request = next_page(spec.pagination, request, url=url, headers=response.headers, body=body, records=records)
@@ -110,17 +109,25 @@ def _since_query(spec, since) -> tuple:
     return ((spec.modified_since.param, value),)
 
 
-def _heartbeat(state, claim_id):
-    if not SyncState.objects.filter(pk=state.pk, claim_id=claim_id).update(heartbeat_at=timezone.now()):
-        raise ClaimLost("Another worker took this sync over (this run was silent too long).")
+def _still_ours(state, claim_id) -> bool:
+    """Heartbeat: True if this run still holds the pair's claim (else another worker took it over)."""
+    return bool(SyncState.objects.filter(pk=state.pk, claim_id=claim_id).update(heartbeat_at=timezone.now()))
+
+
+def _log_calls(run, exchanges) -> list:
+    """One function-call row per request sent; bodies only if SYNC_LOG_BODIES."""
+    return [function_call_record(exchange, connection=run.connection, dialect=FunctionCall.DIALECT_SYNC,
+                                 mode=FunctionCall.MODE_BACKGROUND, store_bodies=settings.SYNC_LOG_BODIES)
+            for exchange in exchanges]
 
 
 # --- Fetching ------------------------------------------------------------------------------------------------------
 
 def _fetch(run, target: client.Target):
-    """GET one page, retrying what may succeed later. Returns (url answered, response); raises SyncFailed."""
+    """GET one page, retrying what may succeed later. Returns (url answered, response, exchanges to log);
+    raises SyncFailed (its attempts logged)."""
     rate_limited_for = 0.0
-    attempt = 0
+    exchanges = []
     while True:
         try:
             exchange = client.send(run.connection, "GET", target, {"Accept": "application/json"},
@@ -129,23 +136,24 @@ def _fetch(run, target: client.Target):
             # Our own limiter refused a permit: nothing was sent, so it is no attempt. Wait within a bound.
             wait = float(getattr(exc, "delay", None) or exc.retry_after or 1)
             if rate_limited_for + wait > settings.SYNC_RATE_LIMIT_MAX_WAIT_SECONDS:
+                _log_calls(run, exchanges)
                 raise SyncFailed(f"Rate limited for over {settings.SYNC_RATE_LIMIT_MAX_WAIT_SECONDS:g} s: {exc.message}") from None
             rate_limited_for += wait
             sleep(wait)
             continue
-        call = function_call_record(exchange, connection=run.connection, dialect=FunctionCall.DIALECT_SYNC,
-                                    mode=FunctionCall.MODE_BACKGROUND, store_bodies=settings.SYNC_LOG_BODIES)
+        exchanges.append(exchange)
         run.requests += 1
         response = exchange.response
         if exchange.error is None and 200 <= response.status < 300:
-            return exchange.url, response
+            return exchange.url, response, exchanges
         problem = str(exchange.error) if exchange.error else f"HTTP {response.status}"
+        attempt = len(exchanges) - 1
         wait = _retry_wait(exchange, attempt)
         if wait is None or attempt >= settings.SYNC_MAX_RETRIES:
+            call = _log_calls(run, exchanges)[-1]
             tries = f" after {attempt + 1} attempts" if attempt else ""
             raise SyncFailed(f"GET {call.url}: {problem}{tries}.")
-        attempt += 1
-        log.info("Sync of %s page GET %s: %s; retry %d in %.1f s.", run.model, call.url, problem, attempt, wait)
+        log.info("Sync of %s: page request answered %s; retry %d in %.1f s.", run.model, problem, attempt + 1, wait)
         sleep(wait)
 
 
@@ -227,46 +235,83 @@ def remote_time(value) -> datetime | None:
     return None
 
 
-def _store(run, spec, records: list, seen: set | None):
-    """Upsert one page in bulk: one query to read what we have, one to write what changed."""
+def _store(run, state, claim_id, spec, records: list | None, exchanges: list, seen: set | None):
+    """Store one page (None: unreadable, skipped) in one transaction, if the run still holds the pair's claim: its
+    call-log rows, the records in bulk (one query reads what we have, one writes what changed), the counters."""
+    page = Counter(pages=1, skipped_pages=records is None)
     rows = {}
-    for item in records:
+    for item in records or []:
         remote_id = dig(item, spec.id_field) if isinstance(item, dict) else None
         if isinstance(remote_id, (int, float)) and not isinstance(remote_id, bool):
             remote_id = str(remote_id)
         blob = canonical(item) if isinstance(remote_id, str) and 0 < len(remote_id) <= 255 else None
         if blob is None:
-            run.skipped += 1
+            page["skipped"] += 1
             continue
         rows[remote_id] = (item, hashlib.blake2b(blob, digest_size=16).hexdigest())
-    if seen is not None:
-        seen.update(rows)
     ids = list(rows)
     existing = {}
     for start in range(0, len(ids), CHUNK):
         existing.update((remote_id, (data_hash, deleted)) for remote_id, data_hash, deleted in Record.objects.filter(
             connection_id=run.connection_id, model=run.model, remote_id__in=ids[start:start + CHUNK],
         ).values_list("remote_id", "data_hash", "remote_was_deleted"))
-    now = timezone.now()
     changed = []
     for remote_id, (item, data_hash) in rows.items():
         before = existing.get(remote_id)
         if before == (data_hash, False):
-            run.unchanged += 1
+            page["unchanged"] += 1
             continue
-        if before is None:
-            run.added += 1
-        else:
-            run.updated += 1
-        changed.append(Record(connection_id=run.connection_id, model=run.model, remote_id=remote_id, data=item,
-                              data_hash=data_hash, remote_updated_at=remote_time(dig(item, spec.updated_at_field))
-                              if spec.updated_at_field else None,
-                              created_at=now, modified_at=now, remote_was_deleted=False))
+        page["added" if before is None else "updated"] += 1
+        updated_at = remote_time(dig(item, spec.updated_at_field)) if spec.updated_at_field else None
+        changed.append((remote_id, item, data_hash, updated_at))
+    totals = {field: getattr(run, field) + page[field] for field in PROGRESS_FIELDS}
     with transaction.atomic():
-        if changed:
-            Record.objects.bulk_create(changed, batch_size=CHUNK, update_conflicts=True,
-                                       unique_fields=["connection", "model", "remote_id"], update_fields=UPSERT_FIELDS)
-        SyncRun.objects.filter(pk=run.pk).update(**{field: getattr(run, field) for field in PROGRESS_FIELDS})
+        ours = _still_ours(state, claim_id)  # also false if the connection was deleted
+        if ours:
+            _log_calls(run, exchanges)
+            if changed:
+                _upsert(run, changed)
+            SyncRun.objects.filter(pk=run.pk).update(**totals)
+    if not ours:
+        raise ClaimLost("Another worker took this sync over (this run was silent too long); this page was not stored.")
+    for field, value in totals.items():
+        setattr(run, field, value)
+    if seen is not None:
+        seen.update(rows)
+
+
+# PostgreSQL: the page travels as one JSON document. bulk_create would send an array literal per column, which the
+# driver escapes in Python value by value: that took about half of a full sync's time (tests/bench/sync_bench.py).
+UPSERT_POSTGRESQL = """
+INSERT INTO syncing_record (connection_id, model, remote_id, data, data_hash, remote_updated_at, created_at,
+                            modified_at, remote_was_deleted)
+SELECT r.connection_id, r.model, r.remote_id, r.data, r.data_hash, r.remote_updated_at, r.modified_at,
+       r.modified_at, false
+FROM jsonb_to_recordset(%s::jsonb) AS r(connection_id bigint, model text, remote_id text, data jsonb,
+                                         data_hash text, remote_updated_at timestamptz, modified_at timestamptz)
+ON CONFLICT (connection_id, model, remote_id) DO UPDATE
+SET data = EXCLUDED.data, data_hash = EXCLUDED.data_hash, remote_updated_at = EXCLUDED.remote_updated_at,
+    modified_at = EXCLUDED.modified_at, remote_was_deleted = false
+"""
+
+
+def _upsert(run, changed: list) -> None:
+    """Insert or update `(remote_id, data, data_hash, remote_updated_at)` rows in one statement; `created_at` of
+    existing rows is kept, `modified_at` becomes now."""
+    now = timezone.now()
+    if db_connection.vendor == "postgresql":
+        rows = [{"connection_id": run.connection_id, "model": run.model, "remote_id": remote_id, "data": item,
+                 "data_hash": data_hash, "remote_updated_at": updated_at.isoformat() if updated_at else None,
+                 "modified_at": now.isoformat()} for remote_id, item, data_hash, updated_at in changed]
+        with db_connection.cursor() as cursor:
+            cursor.execute(UPSERT_POSTGRESQL, [json.dumps(rows, separators=(",", ":"))])
+        return
+    Record.objects.bulk_create(
+        [Record(connection_id=run.connection_id, model=run.model, remote_id=remote_id, data=item, data_hash=data_hash,
+                remote_updated_at=updated_at, created_at=now, modified_at=now, remote_was_deleted=False)
+         for remote_id, item, data_hash, updated_at in changed],
+        batch_size=CHUNK, update_conflicts=True, unique_fields=["connection", "model", "remote_id"],
+        update_fields=UPSERT_FIELDS)
 
 
 def _mark_deleted(run, seen: set) -> int:

@@ -109,3 +109,20 @@ def merge_sdk(live_server):
     yield build
     for http_client in http_clients:
         http_client.close()
+
+
+@pytest.fixture
+def network_guard(monkeypatch):
+    """Tests that name non-loopback hosts: any real DNS lookup or non-loopback connect fails the test."""
+    from tests.network import install_network_guard
+
+    return install_network_guard(monkeypatch)
+
+
+@pytest.fixture
+def local_server():
+    """An in-process server on 127.0.0.1 that records exactly what arrived on the wire."""
+    from tests.network import LocalServer
+
+    with LocalServer() as server:
+        yield server

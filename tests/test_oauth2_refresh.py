@@ -19,7 +19,9 @@ from integration_platform.errors import ConnectionUnusable, UpstreamUnreachable
 from passthrough import services
 from passthrough.models import FunctionCall
 from tests.factories import make_connection, make_integration
-from tests.test_client import LocalServer, closed_port, network_guard, passthrough, reply  # noqa: F401
+from tests.network import LocalServer, closed_port, passthrough, reply
+
+pytestmark = pytest.mark.usefixtures("network_guard")
 
 OLD, NEW, REFRESH = "at-OLD-SECRET-111", "at-NEW-SECRET-222", "rt-SECRET-333"
 

@@ -5,8 +5,9 @@ as two `serve` workers or a web process and a Dramatiq worker would be. They mee
 permits of one instant (a fake clock): exactly N may pass. Each round moves to a fresh window, so the race at the
 N-th permit, where a store without a lock lets N+1 through, is run many times.
 
-Stores: the database backend on a SQLite file (pytest-django's SQLite test database is in memory, so the processes
-get a file they migrate themselves), the database backend on the PostgreSQL test database (row locks), and Redis.
+Stores: the database backend on a SQLite file the processes migrate themselves (rows a `db` test writes stay in
+its uncommitted transaction, invisible to them), the database backend on the PostgreSQL test database (row locks,
+rows committed by `transactional_db`), and Redis.
 """
 
 import multiprocessing

@@ -14,7 +14,9 @@ from connections import client
 from passthrough import services
 from passthrough.models import FunctionCall
 from tests.factories import make_connection, make_integration
-from tests.test_client import TOKEN, LocalServer, local_integration, network_guard, passthrough, reply  # noqa: F401
+from tests.network import TOKEN, LocalServer, local_integration, passthrough, reply
+
+pytestmark = pytest.mark.usefixtures("network_guard")
 
 REDACTED = "<redacted>"
 

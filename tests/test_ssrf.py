@@ -14,7 +14,9 @@ from connections.addresses import AddressRefused, check_address, ip_literal
 from integration_platform.errors import InvalidInput
 from passthrough.models import FunctionCall
 from tests.factories import make_connection, make_integration
-from tests.test_client import TOKEN, LocalServer, local_integration, network_guard, passthrough, reply  # noqa: F401 (autouse guard)
+from tests.network import TOKEN, LocalServer, local_integration, passthrough, reply
+
+pytestmark = pytest.mark.usefixtures("network_guard")
 
 # Host spellings (as written in a URL) that must never be reached by a user-chosen URL when private networks are not
 # allowed. `victim` ports are substituted where the form is a loopback address, so a guard bug would hit a real server.

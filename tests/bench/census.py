@@ -1,17 +1,62 @@
-"""Query census of one native passthrough request, in-process (Django test client against the bench database).
+"""In-process census of one native passthrough request (Django test client, bench database, real upstream).
 
 Run by run.py with the bench environment: `python -m tests.bench.census <api key> <account token>`.
-Prints one JSON line: the SQL statements of one (warm) request and the time spent in them.
+Prints one JSON line with:
+- the SQL statements of one warm request (and of one async enqueue);
+- a CPU and wall-time breakdown per component, without a profiler: the components are wrapped with timers
+  (thread CPU time and wall time, inclusive, per request), then N requests run through the full middleware stack.
 """
 
 import json
 import os
 import sys
 import time
+from collections import defaultdict
+
+# (label, module, attribute path): wrapped in place; nested components are included in their parents.
+COMPONENTS = [
+    ("whole request (test client → response)", "django.test.client", "Client.post"),
+    ("API key authentication (SELECT api key)", "connections.authentication", "api_key_from_secret"),
+    ("connection lookup by account token (SELECT)", "passthrough.connection_lookup", "connection_by_account_token"),
+    ("envelope parse", "passthrough.envelopes", "parse"),
+    ("passthrough_execute (send + log)", "passthrough.services", "passthrough_execute"),
+    ("  client.send (outbound call, all of it)", "connections.client", "send"),
+    ("    rate-limit permit (SELECT rate_limits + Redis)", "connections.ratelimit", "Permit.take"),
+    ("    rate-limit observe", "connections.ratelimit", "Permit.observe"),
+    ("    requests Session.request (HTTP to upstream)", "requests.sessions", "Session.request"),
+    ("    Connection.touch (UPDATE last_used_at)", "connections.models", "Connection.touch"),
+    ("  function_call_record (log row)", "passthrough.services", "function_call_record"),
+    ("    Redactor() construction", "passthrough.redaction", "Redactor.__init__"),
+    ("    SELECT passthrough Function", "django.db.models.query", "QuerySet.first"),
+    ("remote_response (answer envelope)", "passthrough.api.passthrough_views", "remote_response"),
+]
+
+
+def wrap(totals, label, module_name, path):
+    import importlib
+
+    module = importlib.import_module(module_name)
+    owner, _, name = path.rpartition(".")
+    target = getattr(module, owner) if owner else module
+    original = getattr(target, name)
+
+    def timed(*args, **kwargs):
+        c0, w0 = time.thread_time(), time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            entry = totals[label]
+            entry[0] += time.thread_time() - c0
+            entry[1] += time.perf_counter() - w0
+            entry[2] += 1
+
+    setattr(target, name, timed)
+    return lambda: setattr(target, name, original)
 
 
 def main():
     api_key, account_token = sys.argv[1], sys.argv[2]
+    n = int(sys.argv[3]) if len(sys.argv) > 3 else 300
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "integration_platform.settings")
     import django
 
@@ -29,20 +74,43 @@ def main():
         assert response.status_code == 200, response.content
         return response
 
-    for _ in range(3):  # warm: connections, caches, the API key's last_used_at write
+    for _ in range(20):  # warm: connections, caches, the API key's last_used_at write
         call()
     with CaptureQueriesContext(connection) as captured:
-        t0 = time.perf_counter()
         call()
-        elapsed = (time.perf_counter() - t0) * 1000
     queries = [{"sql": q["sql"][:300], "ms": float(q["time"]) * 1000} for q in captured.captured_queries]
-    # Same for the async enqueue path (the receipt insert), without a worker.
+
+    # Component breakdown (the passthrough Function SELECT is the only QuerySet.first() inside function_call_record,
+    # but QuerySet.first is also used by the lookups: its row is reported as all .first() calls).
+    totals = defaultdict(lambda: [0.0, 0.0, 0])
+    undo = []
+    for label, module_name, path in COMPONENTS:
+        try:
+            undo.append(wrap(totals, label, module_name, path))
+        except (ImportError, AttributeError):
+            pass
+    try:
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        for _ in range(n):
+            call()
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    finally:
+        for u in reversed(undo):
+            u()
+    breakdown = []
+    for label, _, _ in COMPONENTS:
+        if label in totals:
+            c, w, k = totals[label]
+            if label.endswith("SELECT passthrough Function"):
+                label = "    all QuerySet.first() calls (lookups + Function SELECT)"
+            breakdown.append({"label": label, "cpu_ms": 1000 * c / n, "wall_ms": 1000 * w / n, "calls": k / n})
+
     with CaptureQueriesContext(connection) as captured_async:
         response = client.post("/api/v1/async-passthrough", data=body, content_type="application/json", **headers)
         assert response.status_code == 202, response.content
     async_queries = [{"sql": q["sql"][:300], "ms": float(q["time"]) * 1000} for q in captured_async.captured_queries]
-    print(json.dumps({"request_ms": elapsed, "queries": queries, "async_enqueue_queries": async_queries,
-                      "async_receipt": response.json()["async_passthrough_receipt_id"]}))
+    print(json.dumps({"requests": n, "cpu_ms_per_request": 1000 * cpu / n, "wall_ms_per_request": 1000 * wall / n,
+                      "queries": queries, "breakdown": breakdown, "async_enqueue_queries": async_queries}))
 
 
 if __name__ == "__main__":

@@ -152,14 +152,24 @@ def write(path: Path, data: dict) -> None:
 
         census = a.get("census")
         if census:
-            w("### SQL per passthrough request (in-process census, Django test client, warm)\n")
-            w(f"{len(census['queries'])} statements for one `POST /api/v1/passthrough` "
-              f"(in-process wall time {f(census['request_ms'])} ms; SQL time as measured by Django):\n")
+            w("### Where one passthrough request's time goes (in-process, no profiler)\n")
+            w(f"Django test client through the full middleware stack against the same bench database and upstream, "
+              f"{census['requests']} warm requests, one thread: **{f(census['cpu_ms_per_request'])} ms CPU** and "
+              f"{f(census['wall_ms_per_request'])} ms wall per request. Components are wrapped with timers (thread CPU "
+              "time and wall time, inclusive; indented rows are inside the row above).\n")
+            w("| component | CPU ms / request | wall ms / request | calls / request |")
+            w("| --- | ---: | ---: | ---: |")
+            for row in census.get("breakdown", []):
+                label = row["label"].replace("  ", "&nbsp;&nbsp;")
+                w(f"| {label} | {f(row['cpu_ms'], 3)} | {f(row['wall_ms'], 3)} | {f(row['calls'], 1)} |")
+            w("")
+            w(f"SQL of one warm `POST /api/v1/passthrough` ({len(census['queries'])} statements; ms as Django records "
+              "them, rounded to whole ms):\n")
             w("| # | ms | SQL (first 160 chars) |")
             w("| ---: | ---: | --- |")
             for i, q in enumerate(census["queries"], 1):
                 sql = q["sql"][:160].replace("|", "\\|")
-                w(f"| {i} | {f(q['ms'], 2)} | `{sql}` |")
+                w(f"| {i} | {f(q['ms'], 0)} | `{sql}` |")
             w(f"\n`POST /api/v1/async-passthrough` (enqueue only): {len(census['async_enqueue_queries'])} statements.\n")
 
         prof = a.get("profile")
