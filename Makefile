@@ -25,8 +25,10 @@ test: test-sqlite test-postgres
 test-sqlite: install
 	env -u DATABASE_URL -u DRAMATIQ_BROKER_URL -u CACHE_URL $(PY) -m pytest
 
+# In-process job tests use the StubBroker on both legs (deterministic joins); this leg adds real `rundramatiq`
+# worker processes on a Redis broker (tests/test_worker_process.py) and the Redis cache and rate limiter.
 test-postgres: install
-	DATABASE_URL=$(PG_URL) DRAMATIQ_BROKER_URL=$(REDIS_URL)/14 CACHE_URL=$(REDIS_URL)/15 $(PY) -m pytest
+	env -u DRAMATIQ_BROKER_URL DATABASE_URL=$(PG_URL) CACHE_URL=$(REDIS_URL)/15 TEST_REDIS_BROKER_URL=$(REDIS_URL)/14 $(PY) -m pytest
 
 bench: install
 	$(PY) -m tests.bench.run

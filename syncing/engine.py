@@ -237,7 +237,7 @@ def remote_time(value) -> datetime | None:
 
 def _store(run, state, claim_id, spec, records: list | None, exchanges: list, seen: set | None):
     """Store one page (None: unreadable, skipped) in one transaction, if the run still holds the pair's claim: its
-    call-log rows, the records in bulk (one query reads what we have, one writes what changed), the counters."""
+    call-log rows, the records in bulk, the run's counters."""
     page = Counter(pages=1, skipped_pages=records is None)
     rows = {}
     for item in records or []:
@@ -248,29 +248,16 @@ def _store(run, state, claim_id, spec, records: list | None, exchanges: list, se
         if blob is None:
             page["skipped"] += 1
             continue
-        rows[remote_id] = (item, hashlib.blake2b(blob, digest_size=16).hexdigest())
-    ids = list(rows)
-    existing = {}
-    for start in range(0, len(ids), CHUNK):
-        existing.update((remote_id, (data_hash, deleted)) for remote_id, data_hash, deleted in Record.objects.filter(
-            connection_id=run.connection_id, model=run.model, remote_id__in=ids[start:start + CHUNK],
-        ).values_list("remote_id", "data_hash", "remote_was_deleted"))
-    changed = []
-    for remote_id, (item, data_hash) in rows.items():
-        before = existing.get(remote_id)
-        if before == (data_hash, False):
-            page["unchanged"] += 1
-            continue
-        page["added" if before is None else "updated"] += 1
         updated_at = remote_time(dig(item, spec.updated_at_field)) if spec.updated_at_field else None
-        changed.append((remote_id, item, data_hash, updated_at))
-    totals = {field: getattr(run, field) + page[field] for field in PROGRESS_FIELDS}
+        rows[remote_id] = (item, hashlib.blake2b(blob, digest_size=16).hexdigest(), updated_at)
     with transaction.atomic():
         ours = _still_ours(state, claim_id)  # also false if the connection was deleted
         if ours:
             _log_calls(run, exchanges)
-            if changed:
-                _upsert(run, changed)
+            if rows:
+                added, updated = _upsert(run, rows)
+                page.update(added=added, updated=updated, unchanged=len(rows) - added - updated)
+            totals = {field: getattr(run, field) + page[field] for field in PROGRESS_FIELDS}
             SyncRun.objects.filter(pk=run.pk).update(**totals)
     if not ours:
         raise ClaimLost("Another worker took this sync over (this run was silent too long); this page was not stored.")
@@ -280,43 +267,54 @@ def _store(run, state, claim_id, spec, records: list | None, exchanges: list, se
         seen.update(rows)
 
 
-# PostgreSQL: the page travels as one JSON document. bulk_create would send an array literal per column, which the
-# driver escapes in Python value by value: that took about half of a full sync's time (tests/bench/sync_bench.py).
+# PostgreSQL: one statement per page. The page travels as one JSON document (bulk_create would send an array literal
+# per column, escaped in Python value by value); rows whose data did not change are not touched; RETURNING says
+# which rows were inserted (xmax = 0) or updated. This halved a full sync's time (tests/bench/sync_bench.py).
 UPSERT_POSTGRESQL = """
-INSERT INTO syncing_record (connection_id, model, remote_id, data, data_hash, remote_updated_at, created_at,
-                            modified_at, remote_was_deleted)
-SELECT r.connection_id, r.model, r.remote_id, r.data, r.data_hash, r.remote_updated_at, r.modified_at,
-       r.modified_at, false
-FROM jsonb_to_recordset(%s::jsonb) AS r(connection_id bigint, model text, remote_id text, data jsonb,
-                                         data_hash text, remote_updated_at timestamptz, modified_at timestamptz)
+INSERT INTO syncing_record AS record (connection_id, model, remote_id, data, data_hash, remote_updated_at,
+                                      created_at, modified_at, remote_was_deleted)
+SELECT %(connection_id)s, %(model)s, r.remote_id, r.data, r.data_hash, r.remote_updated_at, %(now)s, %(now)s, false
+FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(remote_id text, data jsonb, data_hash text, remote_updated_at timestamptz)
 ON CONFLICT (connection_id, model, remote_id) DO UPDATE
 SET data = EXCLUDED.data, data_hash = EXCLUDED.data_hash, remote_updated_at = EXCLUDED.remote_updated_at,
     modified_at = EXCLUDED.modified_at, remote_was_deleted = false
+WHERE record.data_hash <> EXCLUDED.data_hash OR record.remote_was_deleted
+RETURNING xmax = 0
 """
 
 
-def _upsert(run, changed: list) -> None:
-    """Insert or update `(remote_id, data, data_hash, remote_updated_at)` rows in one statement; `created_at` of
-    existing rows is kept, `modified_at` becomes now."""
+def _upsert(run, rows: dict) -> tuple[int, int]:
+    """Write `{remote_id: (data, data_hash, remote_updated_at)}`: new rows inserted, changed (or deleted) ones
+    updated, unchanged ones left alone (they keep `modified_at`). Returns (added, updated)."""
     now = timezone.now()
     if db_connection.vendor == "postgresql":
-        rows = [{"connection_id": run.connection_id, "model": run.model, "remote_id": remote_id, "data": item,
-                 "data_hash": data_hash, "remote_updated_at": updated_at.isoformat() if updated_at else None,
-                 "modified_at": now.isoformat()} for remote_id, item, data_hash, updated_at in changed]
+        document = json.dumps([{"remote_id": remote_id, "data": item, "data_hash": data_hash,
+                                "remote_updated_at": updated_at.isoformat() if updated_at else None}
+                               for remote_id, (item, data_hash, updated_at) in rows.items()], separators=(",", ":"))
         with db_connection.cursor() as cursor:
-            cursor.execute(UPSERT_POSTGRESQL, [json.dumps(rows, separators=(",", ":"))])
-        return
-    Record.objects.bulk_create(
-        [Record(connection_id=run.connection_id, model=run.model, remote_id=remote_id, data=item, data_hash=data_hash,
-                remote_updated_at=updated_at, created_at=now, modified_at=now, remote_was_deleted=False)
-         for remote_id, item, data_hash, updated_at in changed],
-        batch_size=CHUNK, update_conflicts=True, unique_fields=["connection", "model", "remote_id"],
-        update_fields=UPSERT_FIELDS)
+            cursor.execute(UPSERT_POSTGRESQL, {"connection_id": run.connection_id, "model": run.model, "now": now,
+                                               "rows": document})
+            inserted = [row[0] for row in cursor.fetchall()]
+        return sum(inserted), len(inserted) - sum(inserted)
+    ids = list(rows)
+    existing = {}
+    for start in range(0, len(ids), CHUNK):
+        existing.update((remote_id, (data_hash, deleted)) for remote_id, data_hash, deleted in Record.objects.filter(
+            connection_id=run.connection_id, model=run.model, remote_id__in=ids[start:start + CHUNK],
+        ).order_by().values_list("remote_id", "data_hash", "remote_was_deleted"))
+    changed = [Record(connection_id=run.connection_id, model=run.model, remote_id=remote_id, data=item,
+                      data_hash=data_hash, remote_updated_at=updated_at, created_at=now, modified_at=now)
+               for remote_id, (item, data_hash, updated_at) in rows.items()
+               if existing.get(remote_id) != (data_hash, False)]
+    Record.objects.bulk_create(changed, batch_size=CHUNK, update_conflicts=True,
+                               unique_fields=["connection", "model", "remote_id"], update_fields=UPSERT_FIELDS)
+    added = sum(1 for record in changed if record.remote_id not in existing)
+    return added, len(changed) - added
 
 
 def _mark_deleted(run, seen: set) -> int:
     """After a complete full run: records we hold that the upstream no longer listed are marked deleted."""
-    alive = Record.objects.filter(connection_id=run.connection_id, model=run.model, remote_was_deleted=False)
+    alive = Record.objects.filter(connection_id=run.connection_id, model=run.model, remote_was_deleted=False).order_by()
     gone = [pk for pk, remote_id in alive.values_list("pk", "remote_id").iterator(chunk_size=5000) if remote_id not in seen]
     now = timezone.now()
     for start in range(0, len(gone), CHUNK):

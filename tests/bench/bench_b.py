@@ -14,7 +14,7 @@ import time
 
 from tests.bench.environment import BROKER_DB, bench_db, flush_redis, redis_client
 from tests.bench.loadgen import percentile
-from tests.bench.procs import HOST, http_request, log
+from tests.bench.procs import HOST, http_request, log, tree_cpu_seconds
 from tests.bench.servers import passthrough_request, start_worker
 
 TABLE = "passthrough_asyncpassthroughrequest"
@@ -201,7 +201,16 @@ def drain_throughput(procs, env, port: int, api_key: str, token: str, db, *, pro
         log(f"B throughput p={processes}: sweeper {requeued}; {queued} messages queued now")
     worker = start_worker(procs, env, processes, threads)
     try:
+        # Worker CPU per job: measured from the first claim on (the worker's start-up imports are not counted).
         deadline = time.monotonic() + budget
+        cpu_start = claimed_start = None
+        while time.monotonic() < deadline and worker.alive():
+            claimed_start = db.execute(f"SELECT count(*) FROM {TABLE} WHERE id = ANY(%s::uuid[]) AND claimed_at IS NOT NULL",
+                                       (ids,)).fetchone()[0]
+            if claimed_start:
+                cpu_start = tree_cpu_seconds([worker.pid])
+                break
+            time.sleep(0.01)
         done, last_progress, progress_at = 0, -1, time.monotonic()
         while time.monotonic() < deadline:
             done = db.execute(f"SELECT count(*) FROM {TABLE} WHERE id = ANY(%s::uuid[]) AND finished_at IS NOT NULL",
@@ -216,6 +225,7 @@ def drain_throughput(procs, env, port: int, api_key: str, token: str, db, *, pro
                 log(f"B throughput p={processes}: no progress for 60 s and the queue is empty; giving up")
                 break
             time.sleep(0.2)
+        cpu_used = tree_cpu_seconds([worker.pid]) - cpu_start if cpu_start is not None else None
         first, last, ok, failed = db.execute(f"""
             SELECT min(claimed_at), max(finished_at), count(*) FILTER (WHERE status = 'done'),
                    count(*) FILTER (WHERE status = 'failed')
@@ -227,7 +237,8 @@ def drain_throughput(procs, env, port: int, api_key: str, token: str, db, *, pro
               "requeued_by_sweeper": requeued,
               "finished": done, "done": ok,
               "failed": failed, "drain_s": seconds, "jobs_per_s": done / seconds if seconds else float("nan"),
-              "enqueue_per_s": len(ids) / enqueue_s}
+              "enqueue_per_s": len(ids) / enqueue_s,
+              "worker_cpu_ms_per_job": (1000 * cpu_used / max(1, done - claimed_start)) if cpu_used is not None else None}
     log(f"B throughput p={processes}: {done}/{len(ids)} finished in {seconds:.2f} s → {result['jobs_per_s']:.1f} jobs/s")
     return result
 

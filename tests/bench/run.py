@@ -217,12 +217,14 @@ def main(argv=None) -> int:
                             throughput_jobs=args.b_throughput_jobs,
                             fast_poll_ms=[int(x) for x in args.b_fast_poll_ms.split(",") if x.strip()])
             b["direct_p50"] = direct_p50
+            b["sparse_overhead_p50"] = (b["sparse"]["server_total"]["p50"] - direct_p50) if b.get("sparse") else None
             b["overhead_p50"] = b["latency"]["server_total"]["p50"] - direct_p50
             data["b"] = b
 
         data["pg_probe_mid"] = environment.pg_probe()
         if a is not None and args.variants.strip():
-            procs.stop(serve)
+            # Each variant runs interleaved with direct calls AND the primary serve (kept running), so every
+            # comparison is made in the same rounds, under the same load of this shared machine.
             a["variants"], a["variants_rounds"] = [], args.variant_rounds
             for text in [v.strip() for v in args.variants.split(",") if v.strip()]:
                 v = parse_variant(text)
@@ -230,7 +232,8 @@ def main(argv=None) -> int:
                 try:
                     vproc, vport = start_serve(procs, env, name=f"serve-{text.replace(':', '-')}", **serve_kwargs(v))
                     check_passthrough(vport, fixtures["api_key"], fixtures["account_token"])
-                    vt = [direct, bench_a.ours_target(vport, fixtures["api_key"], fixtures["account_token"], pid=vproc.pid)]
+                    vt = [direct, ours, bench_a.ours_target(vport, fixtures["api_key"], fixtures["account_token"],
+                                                            name="variant", pid=vproc.pid)]
                     res = bench_a.interleaved(vt, client=client, concurrencies=(1, 8), rounds=args.variant_rounds,
                                               seconds=args.seconds, warmup=args.warmup, script_dir=tmp, meter=meter)
                     a["variants"].append({"label": v["label"], "results": res, "ratios": bench_a.ratios(res)})
@@ -239,6 +242,16 @@ def main(argv=None) -> int:
                     data["errors"].append(f"variant {text} failed: {exc}")
 
         data["pg_probe_end"] = environment.pg_probe()
+        if a is not None and "cpu_proxy_ms" in a["results"][8]["ours"]:
+            o, n, d = a["results"][8]["ours"], a["results"][8].get("nginx"), a["results"][8]["direct"]
+            total = o["cpu_proxy_ms"] + o["cpu_upstream_ms"] + o["cpu_pg_ms"]
+            data["notes"].append(
+                f"Throughput is bounded by CPU: at concurrency 8 our serve spends {o['cpu_proxy_ms']:.2f} ms of CPU per "
+                f"request, PostgreSQL {o['cpu_pg_ms']:.2f} ms and the upstream {o['cpu_upstream_ms']:.2f} ms "
+                f"({total:.2f} ms in all, i.e. at most ~{2000 / total:.0f} req/s on 2 cores), against "
+                + (f"{n['cpu_proxy_ms']:.3f} ms for nginx and " if n and 'cpu_proxy_ms' in n else "")
+                + f"{d['cpu_upstream_ms']:.3f} ms for the upstream alone. 40 % of direct would need about "
+                f"{2000 / (0.4 * d['rps']):.2f} ms of CPU per request for everything (proxy + upstream + database).")
         data["notes"] += [
             "Latency is measured by the client on loopback, so it includes the client's own cost equally for every "
             "target; `added` figures subtract the direct figure of the same run, which removes it.",

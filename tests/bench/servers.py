@@ -5,7 +5,7 @@ from pathlib import Path
 
 from tests.bench.procs import HOST, PY, Proc, Procs, free_port, http_request, log, wait_http
 
-UPSTREAM_WORKERS, UPSTREAM_THREADS = 2, 4
+UPSTREAM_WORKERS, UPSTREAM_THREADS = 2, 8
 
 
 def start_upstream(procs: Procs) -> tuple[Proc, int]:
