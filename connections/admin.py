@@ -12,6 +12,7 @@ from connections.models import ApiKey, Connection, Function, Integration, Organi
 from connections.webhooks import webhook_replay
 from connections.services import AUTH_CONFIG_SECRET_KEYS
 from syncing.admin import connections_sync
+from syncing.services import connection_linked
 
 
 class OrganizationForm(forms.ModelForm):
@@ -236,4 +237,5 @@ class ConnectionAdmin(admin.ModelAdmin):
         token = None if change else obj.issue_account_token()
         super().save_model(request, obj, form, change)
         if token:
+            connection_linked(obj)  # as connection_create: `connection.linked`, and the first syncs start
             messages.warning(request, f"Account token for this connection (shown once, copy it now): {token}")

@@ -12,6 +12,7 @@ Calls refused before anything is sent raise `InvalidInput` (or a subclass). Call
 import http.cookiejar
 import ipaddress
 import logging
+import math
 import re
 import socket
 import time
@@ -378,11 +379,12 @@ def clean_request_headers(headers: dict) -> dict:
 
 
 def send(connection: Connection, method: str, target: Target, headers: dict | None = None, body: bytes | None = None,
-         *, timeout: float, priority: str = ratelimit.INTERACTIVE) -> Exchange:
+         *, timeout: float, priority: str = ratelimit.INTERACTIVE, permit_wait: float = math.inf) -> Exchange:
     """Send one call for `connection` within `timeout` seconds overall. See the module docstring for the contract.
 
-    Every request it sends first takes a rate-limit permit of `priority` ("interactive" or "background"); a call
-    refused a permit before anything was sent raises RateLimited (background: ratelimit.PermitDelayed)."""
+    Every request it sends first takes a rate-limit permit of `priority` ("interactive" or "background"; a
+    background call waits for it at most `permit_wait` s too); a call refused a permit before anything was sent
+    raises RateLimited (background: ratelimit.PermitDelayed)."""
     ensure_usable(connection)
     integration = connection.integration
     credentials = fresh_credentials(connection)
@@ -399,7 +401,7 @@ def send(connection: Connection, method: str, target: Target, headers: dict | No
     try:
         exchange.response = _send_following_redirects(exchange, target, sent_headers, credentialed_hosts,
                                                        integration, credentials, deadline,
-                                                       ratelimit.Permit(connection, priority))
+                                                       ratelimit.Permit(connection, priority, permit_wait))
     except (UpstreamTimeout, UpstreamUnreachable) as exc:
         exchange.error = exc
     exchange.duration_ms = int((time.monotonic() - started) * 1000)
@@ -472,6 +474,8 @@ def _send_once(method, url, headers, body, policy, deadline, permit=None) -> Ups
             method, url, headers=headers, data=body, allow_redirects=False, stream=True,
             timeout=(min(settings.OUTBOUND_CONNECT_TIMEOUT, remaining), remaining),
         )
+        if permit is not None:
+            permit.settle()  # answered: the request reached the upstream by now
     except requests.exceptions.ConnectTimeout:
         raise UpstreamUnreachable("Could not connect to the upstream in time.") from None
     except requests.exceptions.ReadTimeout:

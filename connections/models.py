@@ -1,5 +1,6 @@
 import hashlib
 import secrets
+from datetime import timedelta
 
 from django.db import models
 from django.utils import timezone
@@ -8,8 +9,17 @@ from connections import crypto
 from connections.auth_schemes import AUTH_SCHEMES
 
 
+# `last_used_at` of API keys and connections is kept to this resolution: a row update on every call would cost
+# each call a write (and serialise concurrent calls of one key or connection on its row lock).
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _last_used_outdated(last_used_at, now) -> bool:
+    return last_used_at is None or now - last_used_at >= LAST_USED_RESOLUTION
 
 
 class Organization(models.Model):
@@ -87,6 +97,13 @@ class ApiKey(models.Model):
 
     def secret(self) -> str:
         return crypto.decrypt_text(self.key_ciphertext)
+
+    def touch(self):
+        """Record that the key was used; written at most once per LAST_USED_RESOLUTION."""
+        now = timezone.now()
+        if _last_used_outdated(self.last_used_at, now):
+            ApiKey.objects.filter(pk=self.pk).update(last_used_at=now)
+            self.last_used_at = now
 
 
 class Integration(models.Model):
@@ -245,7 +262,11 @@ class Connection(models.Model):
         return self.integration.scheme.secret_values(self.credentials)
 
     def touch(self):
-        Connection.objects.filter(pk=self.pk).update(last_used_at=timezone.now())
+        """Record that the connection was used; written at most once per LAST_USED_RESOLUTION."""
+        now = timezone.now()
+        if _last_used_outdated(self.last_used_at, now):
+            Connection.objects.filter(pk=self.pk).update(last_used_at=now)
+            self.last_used_at = now
 
 
 class WebhookDelivery(models.Model):

@@ -1,14 +1,21 @@
 """Outbound rate limits: one limiter for every request that leaves for an integration, in every process.
 
 A catalog window `{"requests": N, "per_seconds": W}` means at most N requests in any span of W seconds. We keep an
-exact sliding log of send times per scope (the integration, or one connection when a window says
-`"per": "connection"`) and admit a request only if, for every window, fewer than N sends fall in the last W
-seconds. The log lives in Redis when CACHE_URL is redis:// (one Lua script trims, counts and records atomically)
-and in the database otherwise (a transaction that holds SQLite's write lock, or a row lock on PostgreSQL).
+exact sliding log of sends per scope (the integration, or one connection when a window says `"per": "connection"`)
+and admit a request only if, for every window, fewer than N sends fall in the last W seconds.
 
-Interactive calls may use the whole window and wait briefly, then get `RateLimited`; background work uses at most
-`1 - RATE_LIMIT_BACKGROUND_RESERVE` of every window and sleeps up to a bound, then gets `PermitDelayed` (re-queue it
-with that delay). Upstream signals (Retry-After on 429/503, X-RateLimit-Remaining: 0 with a reset) pause the scope
+The upstream counts arrivals, not our sends: two requests sent exactly W apart arrive less than W apart when the first
+was slower on its way (a busy CPU, a new connection, the network; measured on a loaded machine: up to 180 ms). So a
+send is logged at the latest instant it can have arrived: when its answer came back (`settle`), or the permit's time
+plus RATE_LIMIT_SAFETY_MARGIN_SECONDS if that is earlier (or the answer is still awaited). A fast upstream costs its
+answer time per window, a slow one at most the margin.
+
+The log lives in Redis when CACHE_URL is redis:// (one Lua script trims, counts and records atomically) and in the
+database otherwise (a transaction that holds SQLite's write lock, or a row lock on PostgreSQL).
+
+Interactive calls may use the whole window and wait briefly, then get `RateLimited`; background work takes a permit
+only while less than `1 - RATE_LIMIT_BACKGROUND_RESERVE` of a window is used (interactive sends included) and sleeps
+up to a bound, then gets `PermitDelayed` (re-queue it with that delay). Upstream signals (Retry-After on 429/503, X-RateLimit-Remaining: 0 with a reset) pause the scope
 for every process until the instant they name. The contract is spec/limits.md.
 """
 
@@ -147,8 +154,10 @@ def pause_until(status: int, headers, now: float) -> float | None:
 
 
 # --- Backends ------------------------------------------------------------------------------------------------------
-# `take(now, pauses, checks)` decides atomically: it returns 0.0 and records a send in every checked scope, or returns
-# the seconds until a permit could be free (nothing recorded). `checks` are (scope, allowance, per_seconds) triples.
+# `take(now, pauses, checks, until)` decides atomically: it returns (0.0, handle) and records a send in every checked
+# scope, counted until `until` + per_seconds, or returns (seconds until a permit could be free, None), nothing
+# recorded. `checks` are (scope, allowance, per_seconds) triples. `settle(handle, until)` moves a recorded send's
+# instant earlier (never later).
 
 def _longest_per_scope(checks) -> dict:
     longest = {}
@@ -161,16 +170,15 @@ class DatabaseBackend:
     """Local mode: the log is a table. SQLite's write lock (transactions BEGIN IMMEDIATE) or the scope rows' locks
     on PostgreSQL make each decision one at a time."""
 
-    def take(self, now: float, pauses, checks) -> float:
-        paused = max(RateLimitScope.objects.filter(key__in=[s.key for s in pauses]).values_list("paused_until", flat=True),
-                     default=0.0)
-        if paused > now:
-            return paused - now
+    def take(self, now: float, pauses, checks, until: float) -> tuple[float, object]:
         longest = _longest_per_scope(checks)
         if not longest:
-            return 0.0
+            return self._paused_for(pauses, now), None
         with transaction.atomic():
             rows = self._locked(longest)
+            paused_for = self._paused_for(pauses, now)  # read under the lock: a pause recorded meanwhile counts
+            if paused_for > 0:
+                return paused_for, None
             for scope, seconds in longest.items():
                 RateLimitSend.objects.filter(scope=rows[scope], sent_at__lte=now - seconds).delete()
             wait = 0.0
@@ -181,9 +189,18 @@ class DatabaseBackend:
                     leaving = recent.order_by("sent_at").values_list("sent_at", flat=True)[count - allowance]
                     wait = max(wait, leaving + per_seconds - now)
             if wait > 0:
-                return wait
-            RateLimitSend.objects.bulk_create([RateLimitSend(scope=row, sent_at=now) for row in rows.values()])
-            return 0.0
+                return wait, None
+            sends = RateLimitSend.objects.bulk_create([RateLimitSend(scope=row, sent_at=until) for row in rows.values()])
+            return 0.0, [send.pk for send in sends]
+
+    def settle(self, handle, until: float) -> None:
+        RateLimitSend.objects.filter(pk__in=handle, sent_at__gt=until).update(sent_at=until)
+
+    @staticmethod
+    def _paused_for(pauses, now: float) -> float:
+        keys = [scope.key for scope in pauses]
+        paused = max(RateLimitScope.objects.filter(key__in=keys).values_list("paused_until", flat=True), default=0.0)
+        return max(paused - now, 0.0)
 
     def _locked(self, scopes) -> dict:
         """The scopes' rows, created if missing, locked in key order (no deadlock between two calls)."""
@@ -222,18 +239,20 @@ class DatabaseBackend:
 
 
 TAKE_SCRIPT = """
--- KEYS: P pause keys, then L log keys. ARGV: now, member, P, L, L longest windows, then (log, allowance, per) triples.
+-- KEYS: P pause keys, then L log keys. ARGV: now, member, P, L, until, L longest windows, then (log, allowance, per)
+-- triples. A send is recorded with the score `until`.
 local now, p, l = tonumber(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local untl = tonumber(ARGV[5])
 local wait = 0
 for i = 1, p do
-  local untl = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
-  if untl - now > wait then wait = untl - now end
+  local paused = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
+  if paused - now > wait then wait = paused - now end
 end
 if wait > 0 then return string.format('%.17g', wait) end
 for j = 1, l do
-  redis.call('ZREMRANGEBYSCORE', KEYS[p + j], '-inf', string.format('%.17g', now - tonumber(ARGV[4 + j])))
+  redis.call('ZREMRANGEBYSCORE', KEYS[p + j], '-inf', string.format('%.17g', now - tonumber(ARGV[5 + j])))
 end
-for i = 5 + l, #ARGV, 3 do
+for i = 6 + l, #ARGV, 3 do
   local key, allowance, per = KEYS[p + tonumber(ARGV[i])], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   local since = string.format('(%.17g', now - per)
   local count = redis.call('ZCOUNT', key, since, '+inf')
@@ -245,10 +264,19 @@ for i = 5 + l, #ARGV, 3 do
 end
 if wait > 0 then return string.format('%.17g', wait) end
 for j = 1, l do
-  redis.call('ZADD', KEYS[p + j], ARGV[1], ARGV[2])
-  redis.call('PEXPIRE', KEYS[p + j], math.ceil(tonumber(ARGV[4 + j]) * 1000) + 1000)
+  redis.call('ZADD', KEYS[p + j], ARGV[5], ARGV[2])
+  redis.call('PEXPIRE', KEYS[p + j], math.ceil((untl - now + tonumber(ARGV[5 + j])) * 1000) + 1000)
 end
 return '0'
+"""
+
+SETTLE_SCRIPT = """
+-- KEYS: the logs holding ARGV[1]; its score becomes ARGV[2] where that is earlier.
+for i = 1, #KEYS do
+  local score = redis.call('ZSCORE', KEYS[i], ARGV[1])
+  if score and tonumber(ARGV[2]) < tonumber(score) then redis.call('ZADD', KEYS[i], 'XX', ARGV[2], ARGV[1]) end
+end
+return 0
 """
 
 PAUSE_SCRIPT = """
@@ -269,6 +297,7 @@ class RedisBackend:
         self.redis = redis.Redis.from_url(url)
         self.prefix = prefix
         self.take_script = self.redis.register_script(TAKE_SCRIPT)
+        self.settle_script = self.redis.register_script(SETTLE_SCRIPT)
         self.pause_script = self.redis.register_script(PAUSE_SCRIPT)
 
     def _key(self, kind: str, scope: Scope) -> str:
@@ -277,14 +306,20 @@ class RedisBackend:
     def _connection_keys(self, kind: str, integration_id) -> list:
         return list(self.redis.scan_iter(f"{self.prefix}:{{{integration_id}}}:{kind}:connection:*"))
 
-    def take(self, now: float, pauses, checks) -> float:
+    def take(self, now: float, pauses, checks, until: float) -> tuple[float, object]:
         longest = _longest_per_scope(checks)
         logs = list(longest)
-        args = [repr(now), uuid.uuid4().hex, len(pauses), len(logs), *(repr(longest[s]) for s in logs)]
+        member = uuid.uuid4().hex
+        args = [repr(now), member, len(pauses), len(logs), repr(until), *(repr(longest[s]) for s in logs)]
         for scope, allowance, per_seconds in checks:
             args += [logs.index(scope) + 1, allowance, repr(per_seconds)]
-        keys = [self._key("pause", s) for s in pauses] + [self._key("log", s) for s in logs]
-        return float(self.take_script(keys=keys, args=args))
+        log_keys = [self._key("log", s) for s in logs]
+        wait = float(self.take_script(keys=[self._key("pause", s) for s in pauses] + log_keys, args=args))
+        return wait, ((log_keys, member) if wait <= 0 and log_keys else None)
+
+    def settle(self, handle, until: float) -> None:
+        log_keys, member = handle
+        self.settle_script(keys=log_keys, args=[member, repr(until)])
 
     def pause(self, scope: Scope, until: float, now: float) -> None:
         ttl_ms = math.ceil((until - now) * 1000) + 1000
@@ -319,43 +354,72 @@ def configured_backend():
 
 # --- The limiter ---------------------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Ticket:
+    """A permit taken at `taken_at` after waiting `waited` s; `handle` says where the backend recorded it."""
+
+    handle: object
+    taken_at: float
+    waited: float
+
+
 class Limiter:
     """Permits for outbound requests. `clock` (Unix time) and `sleep` are injectable, so tests use a fake clock."""
 
     def __init__(self, backend, clock=time.time, sleep=time.sleep):
         self.backend, self.clock, self.sleep = backend, clock, sleep
 
-    def acquire(self, connection, priority: str = INTERACTIVE, budget: float = math.inf) -> float:
-        """Take one permit for a request of `connection`, waiting if need be; returns the seconds waited.
+    def acquire(self, connection, priority: str = INTERACTIVE, budget: float = math.inf) -> Ticket:
+        """Take one permit for a request of `connection`, waiting if need be; returns its Ticket (`settle` it when
+        the request's answer is in).
 
         Interactive: waits at most RATE_LIMIT_INTERACTIVE_MAX_WAIT (no more than the shortest window, nor `budget`),
-        else raises RateLimited with whole seconds until the next permit. Background: uses only its allowance and
-        waits at most RATE_LIMIT_BACKGROUND_MAX_WAIT, else raises PermitDelayed. A permit is never given back.
+        else raises RateLimited with whole seconds until the next permit (after waiting out the fraction of a second,
+        when the bound allows, so that they are exact). Background: uses only its allowance and
+        waits at most RATE_LIMIT_BACKGROUND_MAX_WAIT (nor `budget`), else raises PermitDelayed. A permit is never
+        given back.
         """
         if priority not in (INTERACTIVE, BACKGROUND):
             raise ValueError(f"Unknown priority {priority!r}.")
         windows = current_windows(connection.integration_id)
         integration_scope, connection_scope = scopes_of(connection)
-        checks = [(connection_scope if w.per == PER_CONNECTION else integration_scope, w.allowance(priority), w.per_seconds)
-                  for w in windows]
+        checks = [(connection_scope if w.per == PER_CONNECTION else integration_scope, w.allowance(priority),
+                   w.per_seconds) for w in windows]
         if priority == INTERACTIVE:
             bound = min([settings.RATE_LIMIT_INTERACTIVE_MAX_WAIT, budget] + [w.per_seconds for w in windows])
         else:
-            bound = settings.RATE_LIMIT_BACKGROUND_MAX_WAIT
+            bound = min(settings.RATE_LIMIT_BACKGROUND_MAX_WAIT, budget)
         started = self.clock()
         while True:
-            wait = self.backend.take(self.clock(), [integration_scope, connection_scope], checks)
+            now = self.clock()
+            wait, handle = self.backend.take(now, [integration_scope, connection_scope], checks, now + self.margin())
             if wait <= 0:
-                return self.clock() - started
-            if self.clock() - started + wait > bound:
-                raise self._refusal(connection, priority, wait)
-            self.sleep(wait)
+                return Ticket(handle, now, now - started)
+            if self.clock() - started + wait <= bound:
+                self.sleep(wait)
+                continue
+            fraction = wait - math.floor(wait)
+            if priority == INTERACTIVE and 0 < fraction and self.clock() - started + fraction <= bound:
+                # Wait out the fraction of a second first: the whole seconds left are then exact, and a caller who
+                # honours Retry-After comes back as the permit frees, not up to a second later (an idle permit).
+                self.sleep(fraction)
+                continue
+            raise self._refusal(connection, priority, wait)
+
+    @staticmethod
+    def margin() -> float:
+        return max(settings.RATE_LIMIT_SAFETY_MARGIN_SECONDS, 0.0)
+
+    def settle(self, ticket: Ticket) -> None:
+        """The request's answer is in (or it failed): it reached the upstream by now, if at all. Its send counts
+        from now, or from `margin` after the permit if the answer took longer."""
+        if ticket.handle is not None:
+            self.backend.settle(ticket.handle, min(self.clock(), ticket.taken_at + self.margin()))
 
     def _refusal(self, connection, priority, wait) -> RateLimited:
         name = connection.integration.name
         if priority == BACKGROUND:
-            return PermitDelayed(f"No permit for {name} within {settings.RATE_LIMIT_BACKGROUND_MAX_WAIT:g} s; "
-                                 f"run again in {wait:.3f} s.", delay=wait)
+            return PermitDelayed(f"No rate-limit permit for {name} free yet; run again in {wait:.3f} s.", delay=wait)
         seconds = whole_seconds(wait)
         return RateLimited(f"Rate limit for {name} reached; nothing was sent.", [f"Retry after {seconds} s."],
                            retry_after=seconds)
@@ -399,9 +463,10 @@ def limiter() -> Limiter:
 class Permit:
     """The permits of one outbound call: one per request it sends (redirect hops too), taken right before sending."""
 
-    def __init__(self, connection, priority: str = INTERACTIVE):
-        self.connection, self.priority = connection, priority
+    def __init__(self, connection, priority: str = INTERACTIVE, max_wait: float = math.inf):
+        self.connection, self.priority, self.max_wait = connection, priority, max_wait
         self.waited_in_background = 0.0
+        self.ticket = None
 
     def take(self, deadline: float) -> float:
         """Wait for and take a permit; returns the (monotonic) deadline the request must now meet.
@@ -409,10 +474,22 @@ class Permit:
         An interactive caller is waiting, so its wait comes out of the call's budget. A background wait does not:
         the budget is the upstream's time to answer."""
         if self.priority == INTERACTIVE:
-            limiter().acquire(self.connection, INTERACTIVE, budget=deadline - time.monotonic())
+            self.ticket = limiter().acquire(self.connection, INTERACTIVE, budget=deadline - time.monotonic())
             return deadline
-        self.waited_in_background += limiter().acquire(self.connection, BACKGROUND)
+        self.ticket = limiter().acquire(self.connection, BACKGROUND, budget=self.max_wait - self.waited_in_background)
+        self.waited_in_background += self.ticket.waited
         return deadline + self.waited_in_background
+
+    def settle(self) -> None:
+        """The request's answer (or its failure) is in: see Limiter.settle."""
+        ticket, self.ticket = self.ticket, None
+        if ticket is None:
+            return
+        try:
+            limiter().settle(ticket)
+        except Exception:
+            # Harmless: the send keeps counting from `margin` after its permit, the pessimistic instant.
+            log.warning("Could not settle a rate-limit permit of %s.", self.connection.pk, exc_info=True)
 
     def observe(self, status: int, headers) -> None:
         try:

@@ -180,6 +180,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # APScheduler announces every job it adds at INFO; its warnings and errors still show.
+    "loggers": {"apscheduler": {"level": "WARNING"}},
 }
 
 # `manage.py serve`
@@ -191,6 +193,8 @@ SERVE_ACCESS_LOG = env.bool("SERVE_ACCESS_LOG", default=True)
 OUTBOUND_CONNECT_TIMEOUT = env.float("OUTBOUND_CONNECT_TIMEOUT", default=10.0)
 OUTBOUND_MAX_RESPONSE_BYTES = env.int("OUTBOUND_MAX_RESPONSE_BYTES", default=50 * 1024 * 1024)
 SYNC_PASSTHROUGH_TIMEOUT = env.float("SYNC_PASSTHROUGH_TIMEOUT", default=55.0)
+# First backoff of a sync call's retries (only when the caller asks, X-Passthrough-Retries); doubles each attempt.
+PASSTHROUGH_RETRY_BASE_SECONDS = env.float("PASSTHROUGH_RETRY_BASE_SECONDS", default=1.0)
 # Let user-chosen override hosts reach private/loopback networks (link-local and metadata addresses: never).
 PASSTHROUGH_ALLOW_PRIVATE_OVERRIDES = env.bool("PASSTHROUGH_ALLOW_PRIVATE_OVERRIDES", default=False)
 OAUTH_REFRESH_MARGIN_SECONDS = env.int("OAUTH_REFRESH_MARGIN_SECONDS", default=60)
@@ -206,6 +210,10 @@ ASYNC_RESULT_POLL_INTERVAL_SECONDS = env.int("ASYNC_RESULT_POLL_INTERVAL_SECONDS
 ASYNC_PASSTHROUGH_LOST_AFTER_SECONDS = env.int("ASYNC_PASSTHROUGH_LOST_AFTER_SECONDS", default=60)
 # A pending job never picked up for this long is enqueued again (the broker was down or lost the message).
 ASYNC_PASSTHROUGH_REQUEUE_AFTER_SECONDS = env.int("ASYNC_PASSTHROUGH_REQUEUE_AFTER_SECONDS", default=30)
+# Retries of a network error, 429 or 5xx (passthrough/retries.py): after 1 min, then 2 min..., with jitter, at most
+# this many attempts in all, and none that would start after the global deadline (3 fit in the default 300 s).
+ASYNC_PASSTHROUGH_MAX_ATTEMPTS = env.int("ASYNC_PASSTHROUGH_MAX_ATTEMPTS", default=3)
+ASYNC_PASSTHROUGH_RETRY_BASE_SECONDS = env.float("ASYNC_PASSTHROUGH_RETRY_BASE_SECONDS", default=60.0)
 
 # Outbound webhooks
 WEBHOOK_TIMEOUT = env.float("WEBHOOK_TIMEOUT", default=10.0)
@@ -225,6 +233,10 @@ RATE_LIMIT_BACKGROUND_RESERVE = env.float("RATE_LIMIT_BACKGROUND_RESERVE", defau
 # How long a worker sleeps for a permit before handing the job back with a delay (PermitDelayed). Kept well under
 # ASYNC_PASSTHROUGH_LOST_AFTER_SECONDS, or the sweeper would take a sleeping job for a lost one.
 RATE_LIMIT_BACKGROUND_MAX_WAIT = env.float("RATE_LIMIT_BACKGROUND_MAX_WAIT", default=30.0)
+# Two requests sent a window apart may arrive closer together (spec/limits.md): a send counts in its windows from
+# when its answer came back, or from this long after its permit if the answer took longer. Costs the upstream's answer
+# time per window, at most this (5 % of a 5 s window for an upstream slower than this).
+RATE_LIMIT_SAFETY_MARGIN_SECONDS = env.float("RATE_LIMIT_SAFETY_MARGIN_SECONDS", default=0.25)
 # Longest pause an upstream's Retry-After / X-RateLimit-Reset may impose: one bad header must not silence an
 # integration for days.
 RATE_LIMIT_MAX_PAUSE_SECONDS = env.float("RATE_LIMIT_MAX_PAUSE_SECONDS", default=3600.0)

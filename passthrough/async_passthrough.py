@@ -4,6 +4,12 @@ The `AsyncPassthroughRequest` row is the source of truth. A job is claimed atomi
 duplicate broker message never runs a call twice. The sweeper finds what the broker lost: pending rows never picked
 up (re-enqueued), running rows whose worker died (re-run if the method is idempotent, else failed), rows past the
 global deadline (failed) and results past retention (deleted).
+
+Calls are background work for the rate limiter. A job that finds no permit goes back to pending with
+`next_attempt_at` set and a delayed message (nothing was sent: no attempt). A network error, 429 or 5xx is retried
+(passthrough/retries.py) after 1 min, 2 min... with jitter, up to ASYNC_PASSTHROUGH_MAX_ATTEMPTS, never sooner than
+the upstream's Retry-After. All of it stays within the global deadline: a retry that could not start before it is
+not made, and the request ends with its last answer (or error).
 """
 
 import logging
@@ -14,21 +20,24 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from connections.client import clean_request_headers, ensure_usable
 from connections.models import Connection
-from integration_platform.errors import NotFound, PlatformError, RateLimited
+from connections.ratelimit import PermitDelayed
+from integration_platform.errors import NotFound, PlatformError, RateLimited, UpstreamTimeout, UpstreamUnreachable
 from passthrough import services
 from passthrough.envelopes import Envelope
 from passthrough.formats import remote_response
 from passthrough.models import AsyncPassthroughRequest, FunctionCall
+from passthrough.retries import IDEMPOTENT_METHODS, retry_delay, retryable
 
 log = logging.getLogger(__name__)
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 WORKER_LOST = "Worker lost while the request was in flight; not retried to avoid a duplicate side effect."
 DEADLINE_PASSED = "The request did not complete within the {seconds} s global deadline (queue wait included)."
+NO_PERMIT = ("The request could not be sent within the {seconds} s global deadline: the integration's rate limit "
+             "had no permit free in time.")
 
 
 def async_passthrough_create(*, connection: Connection, envelope: Envelope, dialect: str) -> AsyncPassthroughRequest:
@@ -46,20 +55,26 @@ def async_passthrough_create(*, connection: Connection, envelope: Envelope, dial
     return request
 
 
-def enqueue(request_id) -> None:
-    """Wake a worker. A broker outage is not an error for the caller: the sweeper enqueues the row later."""
+def enqueue(request_id, delay_seconds: float = 0) -> None:
+    """Wake a worker (after a delay, for a retry). A broker outage is not an error for the caller: the sweeper
+    enqueues the row later."""
     from passthrough.tasks import run_async_passthrough
 
     try:
-        run_async_passthrough.send(str(request_id))
+        if delay_seconds > 0:
+            run_async_passthrough.send_with_options(args=(str(request_id),), delay=math.ceil(delay_seconds * 1000))
+        else:
+            run_async_passthrough.send(str(request_id))
     except Exception:
         log.warning("Could not enqueue async passthrough %s; the sweeper will retry.", request_id, exc_info=True)
 
 
 def async_passthrough_run(request_id) -> None:
-    """Claim and run one request (a worker's job). Does nothing if another worker claimed it already."""
+    """Claim and run one attempt of a request (a worker's job). Does nothing if another worker claimed it already,
+    or if it is waiting for a retry (an early message: the delayed one, or the sweeper, wakes it later)."""
     now = timezone.now()
-    claimed = AsyncPassthroughRequest.objects.filter(pk=request_id, status=AsyncPassthroughRequest.PENDING).update(
+    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    claimed = AsyncPassthroughRequest.objects.filter(due, pk=request_id, status=AsyncPassthroughRequest.PENDING).update(
         status=AsyncPassthroughRequest.RUNNING, claimed_at=now, attempts=F("attempts") + 1)
     if not claimed:
         return
@@ -68,15 +83,46 @@ def async_passthrough_run(request_id) -> None:
     if remaining <= 0:
         return _finish(request, error=DEADLINE_PASSED.format(seconds=settings.ASYNC_PASSTHROUGH_DEADLINE_SECONDS))
     envelope = Envelope.from_json(request.request)
+    response = error = None
     try:
         response = services.passthrough_execute(
             connection=request.connection, method=envelope.method, target=envelope.target(request.connection.integration),
             headers=envelope.headers, body=envelope.body, dialect=request.dialect, mode=FunctionCall.MODE_ASYNC,
             timeout=min(settings.ASYNC_PASSTHROUGH_OUTBOUND_TIMEOUT, remaining), priority="background",
+            permit_wait=remaining,
         )
+    except PermitDelayed as exc:
+        if not _retry_later(request, exc.delay, attempted=False):
+            _finish(request, error=NO_PERMIT.format(seconds=settings.ASYNC_PASSTHROUGH_DEADLINE_SECONDS))
+        return
+    except (UpstreamTimeout, UpstreamUnreachable) as exc:
+        error = exc
     except PlatformError as exc:
         return _finish(request, error=exc.message)
+    if request.attempts < settings.ASYNC_PASSTHROUGH_MAX_ATTEMPTS and retryable(envelope.method, response, error):
+        delay = retry_delay(request.attempts, settings.ASYNC_PASSTHROUGH_RETRY_BASE_SECONDS, response,
+                            timezone.now().timestamp())
+        if _retry_later(request, delay, attempted=True):
+            return
+    if error is not None:
+        return _finish(request, error=error.message)
     _finish(request, result=remote_response(envelope.method, envelope.path, response, normalize=envelope.normalize_response))
+
+
+def _retry_later(request, delay: float, *, attempted: bool) -> bool:
+    """Back to pending, woken in `delay` s; False (nothing changed) if that is past the global deadline.
+    A wait for a permit sent nothing, so it is not counted as an attempt."""
+    next_attempt_at = timezone.now() + timedelta(seconds=delay)
+    if next_attempt_at >= request.deadline_at:
+        return False
+    moved = AsyncPassthroughRequest.objects.filter(pk=request.pk, status=AsyncPassthroughRequest.RUNNING).update(
+        status=AsyncPassthroughRequest.PENDING, next_attempt_at=next_attempt_at, claimed_at=None,
+        attempts=F("attempts") if attempted else F("attempts") - 1)
+    if moved:
+        log.info("Async passthrough %s: %s in %.1f s.", request.pk, "retry" if attempted else "waiting for a permit",
+                 delay)
+        enqueue(request.pk, delay)
+    return True
 
 
 def _finish(request, *, result=None, error=""):
@@ -115,7 +161,9 @@ def async_passthrough_sweep() -> dict:
                 status=AsyncPassthroughRequest.FAILED, error=WORKER_LOST, finished_at=now):
             failed += 1
             _notify(request.pk)
-    stale = rows.filter(status=AsyncPassthroughRequest.PENDING, created_at__lt=now - timedelta(seconds=settings.ASYNC_PASSTHROUGH_REQUEUE_AFTER_SECONDS))
+    stale_before = now - timedelta(seconds=settings.ASYNC_PASSTHROUGH_REQUEUE_AFTER_SECONDS)
+    stale = rows.filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=stale_before),
+                        status=AsyncPassthroughRequest.PENDING, created_at__lt=stale_before)
     requeued = 0
     for request_id in stale.values_list("pk", flat=True):
         enqueue(request_id)
@@ -166,6 +214,7 @@ def async_passthrough_retry(request: AsyncPassthroughRequest) -> bool:
     """Run a failed request again with a fresh deadline (operators, from the admin). False if it had not failed."""
     retried = AsyncPassthroughRequest.objects.filter(pk=request.pk, status=AsyncPassthroughRequest.FAILED).update(
         status=AsyncPassthroughRequest.PENDING, result=None, error="", finished_at=None, claimed_at=None,
+        next_attempt_at=None, attempts=0,
         deadline_at=timezone.now() + timedelta(seconds=settings.ASYNC_PASSTHROUGH_DEADLINE_SECONDS))
     if retried:
         transaction.on_commit(lambda: enqueue(request.pk))

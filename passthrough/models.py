@@ -76,6 +76,8 @@ class AsyncPassthroughRequest(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     deadline_at = models.DateTimeField(help_text="Creation + the global deadline; queue wait included.")
     claimed_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True,
+                                           help_text="A retry (or a wait for a rate-limit permit) runs no sooner.")
     finished_at = models.DateTimeField(null=True, blank=True, db_index=True)
 
     class Meta:

@@ -1,5 +1,6 @@
 """Redaction of secrets before anything is stored in the function-call log."""
 
+import functools
 import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -26,6 +27,8 @@ def _hex(value: int, width: int) -> str:
     return "".join(f"[{c}{c.lower()}]" if c.isalpha() else c for c in f"{value:0{width}X}")
 
 
+# A Redactor is built for every logged call: per character, not per secret, so no secret outlives its call here.
+@functools.lru_cache(maxsize=4096)
 def _char_pattern(ch: str) -> str:
     """One character of a secret as an upstream may echo it: literal, percent-encoded, `+` for a space, JSON-escaped."""
     forms = [re.escape(ch), "".join("%" + _hex(b, 2) for b in ch.encode())]

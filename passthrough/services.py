@@ -4,19 +4,25 @@ Every surface (native, Integry, Merge, Unified) parses its own request shape, th
 """
 
 import json
+import math
+import time
 from datetime import timedelta
 
 from django.conf import settings
+from django.db.models import Subquery
 from django.utils import timezone
 
 from connections import client
 from connections.models import Connection, Function
-from integration_platform.errors import InvalidInput
+from integration_platform.errors import InvalidInput, RateLimited, UpstreamTimeout, UpstreamUnreachable
+from passthrough import retries as retrying
 from passthrough.formats import function_output, headers_dict
 from passthrough.models import FunctionCall
 from passthrough.redaction import Redactor, capped_text, harvested_secrets
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+# A retry is made only if at least this much of the call's budget is left once its backoff is over.
+MIN_ATTEMPT_SECONDS = 1.0
 
 
 def method_checked(method) -> str:
@@ -28,25 +34,68 @@ def method_checked(method) -> str:
 def passthrough_execute(*, connection: Connection, method: str, target: client.Target, headers: dict | None = None,
                         body: bytes | None = None, dialect: str, mode: str = FunctionCall.MODE_SYNC,
                         timeout: float | None = None, extra_secrets=(),
-                        priority: str = "interactive") -> client.UpstreamResponse:
+                        priority: str = "interactive", permit_wait: float = math.inf) -> client.UpstreamResponse:
     """Send one call upstream for `connection`, log it (redacted), and return the upstream's answer.
 
-    `priority` is the rate-limit priority: "interactive" (a caller waits) or "background" (async work, syncing).
-    Raises InvalidInput or RateLimited (nothing sent, nothing logged) or, after logging, UpstreamTimeout /
-    UpstreamUnreachable.
+    `priority` is the rate-limit priority: "interactive" (a caller waits) or "background" (async work, syncing);
+    `permit_wait` bounds a background call's wait for a permit further. Raises InvalidInput or RateLimited (nothing
+    sent, nothing logged) or, after logging, UpstreamTimeout / UpstreamUnreachable.
     """
     exchange = client.send(connection, method_checked(method), target, headers, body,
                            timeout=timeout if timeout is not None else settings.SYNC_PASSTHROUGH_TIMEOUT,
-                           priority=priority)
+                           priority=priority, permit_wait=permit_wait)
     function_call_record(exchange, connection=connection, dialect=dialect, mode=mode, extra_secrets=extra_secrets)
     if exchange.error is not None:
         raise exchange.error
     return exchange.response
 
 
+def passthrough_execute_retrying(*, retries: int, method: str, timeout: float | None = None,
+                                 **call) -> client.UpstreamResponse:
+    """`passthrough_execute` for a sync caller who asked for up to `retries` more attempts (X-Passthrough-Retries).
+
+    Only idempotent methods are retried, only on a network error, 429 or 5xx (passthrough/retries.py), after a
+    backoff from PASSTHROUGH_RETRY_BASE_SECONDS or the upstream's Retry-After, and only while the whole call stays
+    within its budget. Each attempt is logged. The caller gets the last attempt's answer; when our own rate limit
+    refuses a retry, the answer the upstream gave before.
+    """
+    method = method_checked(method)
+    deadline = time.monotonic() + (timeout if timeout is not None else settings.SYNC_PASSTHROUGH_TIMEOUT)
+    retries = retries if method in retrying.IDEMPOTENT_METHODS else 0
+    for attempt in range(1, retries + 2):
+        try:
+            response, error = passthrough_execute(method=method, timeout=deadline - time.monotonic(), **call), None
+        except (UpstreamTimeout, UpstreamUnreachable) as exc:
+            response, error = None, exc
+        except RateLimited:
+            if attempt == 1:
+                raise
+            break
+        if attempt > retries or not retrying.retryable(method, response, error):
+            break
+        delay = retrying.retry_delay(attempt, settings.PASSTHROUGH_RETRY_BASE_SECONDS, response, time.time())
+        if time.monotonic() + delay + MIN_ATTEMPT_SECONDS > deadline:
+            break
+        time.sleep(delay)
+    if error is not None:
+        raise error
+    return response
+
+
 def function_call_record(exchange: client.Exchange, *, connection: Connection, dialect: str, mode: str,
                          extra_secrets=(), store_bodies: bool = True) -> FunctionCall:
     """Write one redacted, size-capped log row for an executed call."""
+    call = function_call_row(exchange, connection=connection, dialect=dialect, mode=mode, extra_secrets=extra_secrets,
+                             store_bodies=store_bodies)
+    call.save(force_insert=True)
+    # The instance holds the subquery, not its value: make the field deferred (read from the row if ever asked for).
+    vars(call).pop("function_id")
+    return call
+
+
+def function_call_row(exchange: client.Exchange, *, connection: Connection, dialect: str, mode: str,
+                      extra_secrets=(), store_bodies: bool = True) -> FunctionCall:
+    """The unsaved log row of an executed call, redacted and size-capped (syncing writes its rows in bulk)."""
     response = exchange.response
     # Besides the injected credentials: whatever the caller or the upstream put in secret headers or parameters
     # (Cookie, Set-Cookie, a caller's own Authorization...), so that an echo of it in a body is redacted as well.
@@ -58,11 +107,13 @@ def function_call_record(exchange: client.Exchange, *, connection: Connection, d
                                        else ("", False))
     response_body, response_truncated = (capped_text(response.body, limit, redactor) if response and store_bodies
                                          else ("", False))
-    return FunctionCall.objects.create(
+    return FunctionCall(
         organization_id=connection.organization_id,
         connection=connection,
         integration_id=connection.integration_id,
-        function=Function.objects.filter(integration_id=connection.integration_id, type=Function.TYPE_PASSTHROUGH).first(),
+        # Looked up by the INSERT itself: one statement less per call, and always the current row (admin may edit it).
+        function_id=Subquery(Function.objects.filter(integration_id=connection.integration_id,
+                                                     type=Function.TYPE_PASSTHROUGH).order_by("name").values("pk")[:1]),
         dialect=dialect,
         mode=mode,
         method=exchange.method,
@@ -82,7 +133,7 @@ def function_call_record(exchange: client.Exchange, *, connection: Connection, d
     )
 
 
-def function_call_execute(*, connection: Connection, arguments, dialect: str, extra_secrets=()) -> dict:
+def function_call_execute(*, connection: Connection, arguments, dialect: str, extra_secrets=(), retries: int = 0) -> dict:
     """Call a connection's passthrough function with Integry-style arguments; returns `{network_code, output}`."""
     if not isinstance(arguments, dict):
         raise InvalidInput("Invalid input.", ["body: Must be a JSON object of function arguments."])
@@ -106,8 +157,9 @@ def function_call_execute(*, connection: Connection, arguments, dialect: str, ex
     elif isinstance(body, str):
         body = body.encode()
     target = client.absolute_url_target(connection.integration, args["url"], [(str(k), str(v)) for k, v in args.get("query", {}).items()])
-    response = passthrough_execute(connection=connection, method=args["method"], target=target, headers=headers,
-                                   body=body, dialect=dialect, extra_secrets=extra_secrets)
+    response = passthrough_execute_retrying(connection=connection, method=args["method"], target=target,
+                                            headers=headers, body=body, dialect=dialect, extra_secrets=extra_secrets,
+                                            retries=retries)
     return function_output(response)
 
 

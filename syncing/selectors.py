@@ -8,7 +8,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone as dt_timezone
 
 from django.db.models import Q
 
@@ -16,6 +16,7 @@ from integration_platform.errors import InvalidInput
 from syncing.models import Record
 
 FORWARD, BACKWARD = "n", "p"
+MAX_ID = 2**63 - 1  # BigAutoField
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,11 @@ def decode_cursor(cursor: str):
         data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         moment = datetime.fromisoformat(data["t"])
         record_id, direction = data["i"], data["d"]
-        if moment.tzinfo is None or not isinstance(record_id, int) or direction not in (FORWARD, BACKWARD):
+        if (moment.tzinfo is None or type(record_id) is not int or not 0 <= record_id <= MAX_ID
+                or direction not in (FORWARD, BACKWARD)):
             raise ValueError
-    except (ValueError, TypeError, KeyError, binascii.Error, UnicodeDecodeError):
+        moment = moment.astimezone(dt_timezone.utc)  # an edited offset could push it out of range: 400, not 500
+    except (ValueError, TypeError, KeyError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise InvalidInput("Invalid input.", ["cursor: Invalid cursor."]) from None
     return moment, record_id, direction
 

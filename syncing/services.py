@@ -335,10 +335,10 @@ def sync_statuses(connection: Connection) -> list[dict]:
     return statuses
 
 
-def sync_status_for(connection: Connection) -> list[dict]:
-    """Merge's SyncStatus objects (spec/merge.md §8) for every declared model of a connection; datetimes are
-    aware `datetime`s for the serializer. An empty list if the integration syncs nothing."""
-    category = (connection.integration.categories or [connection.integration.slug])[0]
+def sync_status_for(connection: Connection, category: str) -> list[dict]:
+    """Merge's SyncStatus objects (spec/merge.md §8) for every declared model of a connection: `model_name` is the
+    declared name, `model_id` `<category>.<name>` with the category of the caller's URL. Datetimes are aware
+    `datetime`s for the serializer. An empty list if the integration syncs nothing."""
     return [{
         "model_name": row["spec"].name, "model_id": f"{category}.{row['spec'].name}",
         "last_sync_start": row["latest"].started_at if row["latest"] else None,
@@ -352,14 +352,14 @@ def sync_status_for(connection: Connection) -> list[dict]:
     } for row in _model_statuses(connection)]
 
 
-def resync(connection: Connection) -> list[dict]:
+def resync(connection: Connection, category: str) -> list[dict]:
     """Merge's resync: ask for a run of every enabled model now; returns `sync_status_for` (those models SYNCING).
 
     A connection that cannot make calls asks for nothing: its models keep their status (PAUSED)."""
     try:
         ensure_usable(connection)
     except ConnectionUnusable:
-        return sync_status_for(connection)
+        return sync_status_for(connection, category)
     with transaction.atomic():
         _ask([state.pk for state in ensure_states(connection).values() if state.enabled], full=False, trigger="resync")
-        return sync_status_for(connection)
+        return sync_status_for(connection, category)

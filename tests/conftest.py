@@ -126,3 +126,35 @@ def local_server():
 
     with LocalServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def sync_upstream_server(tmp_path_factory):
+    """The paginated upstream of the syncing tests (tests/sync_upstream.py), served by gunicorn on 127.0.0.1."""
+    from tests.sync_upstream import serve
+
+    with serve(tmp_path_factory.mktemp("sync-upstream")) as state:
+        yield state
+
+
+@pytest.fixture
+def sync_upstream(sync_upstream_server):
+    """The paginated upstream, emptied: `.url`, `.reset(records)`, `.update(id, ...)`, `.fault(...)`, `.log()`."""
+    sync_upstream_server.reset()
+    return sync_upstream_server
+
+
+@pytest.fixture
+def synced_connection(alice, sync_upstream, monkeypatch):
+    """Alice's connection to the paginated upstream with two manual-only models, `contacts` (cursor) and `leads`
+    (page); `contacts` synced once (4 records). Returns (connection, account token)."""
+    from syncing import engine, services
+    from tests.sync_upstream import make_records, sync_model
+
+    monkeypatch.setattr(engine, "sleep", lambda seconds: None)
+    sync_upstream.reset(make_records(4))
+    integration = make_integration(slug="upstream", base_url=sync_upstream.url,
+                                   sync_models=[sync_model("cursor"), sync_model("page", name="leads")])
+    connection, token = make_connection(alice.organization, integration)
+    services.sync_now(connection, "contacts")
+    return connection, token

@@ -1,4 +1,5 @@
-"""A small paginated upstream for the syncing tests (served by gunicorn on loopback, see tests/servers.py).
+"""A small paginated upstream for the syncing tests, served by gunicorn on loopback (fixtures `sync_upstream` and
+`sync_upstream_server` in conftest.py).
 
 Its records, injected faults and a log of the requests it received live in one JSON file named by the
 SYNC_UPSTREAM_STATE environment variable, so a test changes records between runs by rewriting the file.
@@ -29,8 +30,6 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
-
-import pytest
 
 STYLES = ("cursor", "page", "offset", "link", "next", "none", "broken")
 
@@ -222,17 +221,3 @@ def serve(directory: Path):
         state.url = url
         yield state
 
-
-# Fixtures: test modules import them (`from tests.sync_upstream import sync_upstream, sync_upstream_server`).
-
-@pytest.fixture(scope="session")
-def sync_upstream_server(tmp_path_factory):
-    with serve(tmp_path_factory.mktemp("sync-upstream")) as state:
-        yield state
-
-
-@pytest.fixture
-def sync_upstream(sync_upstream_server):
-    """The paginated upstream, emptied: `.url`, `.reset(records)`, `.update(id, ...)`, `.fault(...)`, `.log()`."""
-    sync_upstream_server.reset()
-    return sync_upstream_server

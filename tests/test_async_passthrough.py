@@ -91,7 +91,8 @@ def test_multipart_data_without_content_type_is_refused(alice, httpbin_connectio
     assert create(alice, token, method="POST", data="--x--", request_format="MULTIPART").status_code == 400
 
 
-def test_unreachable_upstream_fails_the_receipt_with_500(alice, broker, worker):
+def test_unreachable_upstream_fails_the_receipt_with_500(alice, broker, worker, settings):
+    settings.ASYNC_PASSTHROUGH_MAX_ATTEMPTS = 1  # no retry (they are in test_ratelimit_retries.py)
     integration = make_integration(slug="down", base_url=f"http://127.0.0.1:{free_port()}")
     _, token = make_connection(alice.organization, integration)
     receipt_id = create(alice, token).json()["async_passthrough_receipt_id"]
@@ -103,6 +104,7 @@ def test_unreachable_upstream_fails_the_receipt_with_500(alice, broker, worker):
 
 def test_outbound_timeout_fails_the_receipt(alice, httpbin_connection, broker, worker, settings):
     settings.ASYNC_PASSTHROUGH_OUTBOUND_TIMEOUT = 0.5
+    settings.ASYNC_PASSTHROUGH_MAX_ATTEMPTS = 1
     _, token = httpbin_connection
     receipt_id = create(alice, token, path="/delay/3").json()["async_passthrough_receipt_id"]
     run_jobs(broker, worker)

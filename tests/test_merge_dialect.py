@@ -18,8 +18,11 @@ from integration_platform.errors import RateLimited
 from passthrough.dialects import merge_views
 from passthrough.dialects.merge_views import CATEGORIES
 from passthrough.models import FunctionCall
+from syncing import services as syncing_services
+from syncing.models import SyncRun, SyncState
 from tests.factories import make_connection, make_integration
 from tests.servers import free_port
+from tests.sync_upstream import sync_model
 
 SECRET_TOKEN = "tok-SECRET-123456"
 ACME = "https://api.acme.test/v1"
@@ -607,6 +610,11 @@ class TestLinkedAccounts:
 
 # --- Sync status -----------------------------------------------------------------------------------------------------
 
+SYNC_STATUS_FIELDS = {"model_name", "model_id", "last_sync_start", "next_sync_start", "last_sync_result",
+                      "last_sync_finished", "status", "is_initial_sync", "selective_sync_configurations_usage",
+                      "data_fresh_as_of", "historical_data_since", "sync_status_reason"}
+
+
 class TestSyncStatus:
     def test_a_connection_that_syncs_nothing_has_an_empty_page(self, alice, alice_connection):
         response = account_get(alice, alice_connection[1], "sync-status")
@@ -627,7 +635,7 @@ class TestSyncStatus:
                      "last_sync_result": "DONE", "last_sync_finished": started, "status": "SYNCING",
                      "is_initial_sync": False, "selective_sync_configurations_usage": None}
                     for name in ("Account", "Contact", "Deal")]
-        monkeypatch.setattr(merge_views, "sync_statuses", lambda connection: statuses)
+        monkeypatch.setattr(merge_views, "sync_statuses", lambda connection, category: statuses)
         first = account_get(alice, alice_connection[1], "sync-status", page_size=2).json()
         second = account_get(alice, alice_connection[1], "sync-status", page_size=2,
                              cursor=bare_cursor(first["next"])).json()
@@ -636,6 +644,72 @@ class TestSyncStatus:
         assert first["results"][0]["last_sync_start"] == "2026-11-23T06:24:29.123456Z"
         assert first["results"][0]["is_initial_sync"] is False
         assert first["results"][0]["data_fresh_as_of"] is None
+
+    def test_every_declared_model_has_a_status_named_after_the_urls_category(self, alice, synced_connection):
+        connection, token = synced_connection
+        response = alice.client.get(url("sync-status", "hris"), HTTP_X_ACCOUNT_TOKEN=token)
+        assert response.status_code == 200
+        body = response.json()
+        assert (body["next"], body["previous"]) == (None, None)
+        contacts, leads = body["results"]
+        assert set(contacts) == SYNC_STATUS_FIELDS
+        assert (contacts["model_name"], contacts["model_id"], leads["model_name"], leads["model_id"]) == (
+            "contacts", "hris.contacts", "leads", "hris.leads")
+        assert (contacts["status"], contacts["last_sync_result"], contacts["is_initial_sync"]) == ("DONE", "DONE", False)
+        assert (leads["status"], leads["last_sync_result"], leads["is_initial_sync"]) == ("PAUSED", None, True)
+        run = SyncRun.objects.get(connection=connection, model="contacts")
+        assert contacts["last_sync_start"] == run.started_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        assert contacts["last_sync_finished"] == run.finished_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        assert (contacts["next_sync_start"], leads["last_sync_start"], leads["last_sync_finished"]) == (None, None, None)
+        assert contacts["selective_sync_configurations_usage"] is None
+
+    def test_statuses_of_many_models_walk_every_page_once(self, alice, sync_upstream):
+        models = [sync_model(name=f"model{i:02d}") for i in range(5)]
+        integration = make_integration(slug="upstream", base_url=sync_upstream.url, sync_models=models)
+        _, token = make_connection(alice.organization, integration)
+        names, cursor = [], None
+        while True:
+            page = account_get(alice, token, "sync-status", page_size=2, **({"cursor": cursor} if cursor else {})).json()
+            names += [status["model_name"] for status in page["results"]]
+            cursor = page["next"] and bare_cursor(page["next"])
+            if cursor is None:
+                break
+        assert names == [f"model{i:02d}" for i in range(5)]
+
+    def test_a_failed_run_and_a_disabled_model(self, alice, synced_connection, sync_upstream):
+        connection, token = synced_connection
+        sync_upstream.fault("/cursor/contacts", 403, times=1)
+        syncing_services.sync_now(connection, "contacts")
+        syncing_services.model_enable(connection, "leads", False)
+        contacts, leads = account_get(alice, token, "sync-status").json()["results"]
+        assert (contacts["status"], contacts["last_sync_result"], contacts["is_initial_sync"]) == (
+            "FAILED", "FAILED", False)
+        assert leads["status"] == "DISABLED"
+
+    def test_resync_asks_for_every_enabled_model_and_answers_an_array(self, alice, synced_connection):
+        connection, token = synced_connection
+        syncing_services.model_enable(connection, "leads", False)
+        response = alice.client.post(url("sync-status/resync", "ats"), HTTP_X_ACCOUNT_TOKEN=token)
+        assert response.status_code == 200
+        contacts, leads = response.json()
+        assert (contacts["model_id"], contacts["status"], leads["model_id"], leads["status"]) == (
+            "ats.contacts", "SYNCING", "ats.leads", "DISABLED")
+        states = {state.model: state for state in SyncState.objects.filter(connection=connection)}
+        assert states["contacts"].requested_by == "resync" and states["leads"].requested_at is None
+
+    def test_resync_of_a_connection_that_needs_reauthorization_changes_nothing(self, alice, synced_connection):
+        connection, token = synced_connection
+        Connection.objects.filter(pk=connection.pk).update(status=Connection.STATUS_NEEDS_REAUTH)
+        response = alice.client.post(url("sync-status/resync"), HTTP_X_ACCOUNT_TOKEN=token)
+        assert response.status_code == 200
+        assert [status["status"] for status in response.json()] == ["PAUSED", "PAUSED"]
+        assert not SyncState.objects.filter(connection=connection, requested_at__isnull=False).exists()
+
+    def test_another_tenants_account_token_is_401(self, bob, synced_connection):
+        _, token = synced_connection
+        assert_merge_error(bob.client.get(url("sync-status"), HTTP_X_ACCOUNT_TOKEN=token), 401)
+        assert_merge_error(bob.client.post(url("sync-status/resync"), HTTP_X_ACCOUNT_TOKEN=token), 401)
+        assert not SyncState.objects.filter(requested_at__isnull=False).exists()
 
 
 # --- Schema ----------------------------------------------------------------------------------------------------------

@@ -15,6 +15,8 @@ from merge.resources.crm import DataPassthroughRequest, MethodEnum, MultipartFor
 
 from connections.models import Connection
 from passthrough.models import FunctionCall
+from syncing import services as syncing_services
+from syncing.models import SyncRun, SyncState
 from tests.factories import make_connection
 
 SECRET_TOKEN = "tok-SECRET-123456"
@@ -195,3 +197,38 @@ class TestSyncStatus:
 
     def test_resync(self, client):
         assert client.crm.force_resync.sync_status_resync_create() == []
+
+    def test_statuses_of_a_syncing_connection_parse_into_the_sdks_models(self, merge_sdk, alice, synced_connection):
+        connection, token = synced_connection
+        page = merge_sdk(alice.key, token).hris.sync_status.list()
+        contacts, leads = page.results
+        assert (contacts.model_name, contacts.model_id, contacts.status, contacts.last_sync_result) == (
+            "contacts", "hris.contacts", "DONE", "DONE")
+        assert contacts.is_initial_sync is False and leads.is_initial_sync is True
+        assert (leads.model_id, leads.status, leads.last_sync_start) == ("hris.leads", "PAUSED", None)
+        run = SyncRun.objects.get(connection=connection)
+        assert contacts.last_sync_start == run.started_at and contacts.last_sync_start.utcoffset().total_seconds() == 0
+        assert contacts.last_sync_finished == run.finished_at and contacts.data_fresh_as_of == run.started_at
+
+    def test_a_walk_of_the_pages_sees_every_model_once(self, merge_sdk, alice, synced_connection):
+        client = merge_sdk(alice.key, synced_connection[1])
+        names, cursor = [], None
+        while True:
+            page = client.crm.sync_status.list(page_size=1, cursor=cursor)
+            names += [status.model_name for status in page.results]
+            cursor = page.next
+            if cursor is None:
+                break
+        assert names == ["contacts", "leads"]
+
+    def test_resync_then_poll_until_done_as_merge_recommends(self, merge_sdk, alice, synced_connection):
+        connection, token = synced_connection
+        client = merge_sdk(alice.key, token)
+        initial = {status.model_name: status.last_sync_start for status in client.crm.sync_status.list().results}
+        statuses = client.crm.force_resync.sync_status_resync_create()
+        assert [(s.model_id, s.status) for s in statuses] == [("crm.contacts", "SYNCING"), ("crm.leads", "SYNCING")]
+        for state in SyncState.objects.filter(connection=connection):
+            syncing_services.sync_requested(state.pk)  # what the worker does
+        after = client.crm.sync_status.list().results
+        assert [(s.model_name, s.status) for s in after] == [("contacts", "DONE"), ("leads", "DONE")]
+        assert all(s.last_sync_start != initial[s.model_name] for s in after)

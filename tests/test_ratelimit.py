@@ -45,6 +45,12 @@ def clock():
     return FakeClock()
 
 
+@pytest.fixture(autouse=True)
+def exact_windows(settings):
+    """The arithmetic below states exact windows; the safety margin has its own test."""
+    settings.RATE_LIMIT_SAFETY_MARGIN_SECONDS = 0
+
+
 @pytest.fixture(params=["database", "redis"])
 def backend(request, settings):
     if request.param == "database":
@@ -119,7 +125,7 @@ class TestLimiter:
             take(limiter, connection, 1)
         clock.at(10.1)  # a new fixed 10-s window would start at 10.0
         with pytest.raises(RateLimited) as refused:
-            limiter.acquire(connection)
+            limiter.acquire(connection, budget=0)
         assert refused.value.retry_after == 9  # 8.9 s until the send at 9.0 leaves, rounded up
 
     def test_never_admits_n_plus_one_in_any_span_of_the_window(self, limiter, connection, clock):
@@ -132,6 +138,44 @@ class TestLimiter:
                 sent.append(clock())
         assert len(sent) > 60  # the budget is used, not just respected
         assert all(later - earlier >= 2 for earlier, later in zip(sent, sent[5:]))
+
+    def test_a_send_whose_answer_is_awaited_counts_from_the_margin_after_its_permit(self, limiter, connection, clock,
+                                                                                     settings, no_wait):
+        settings.RATE_LIMIT_SAFETY_MARGIN_SECONDS = 0.25
+        take(limiter, connection, 3)
+        clock.at(10.249)
+        assert not admitted(limiter, connection)
+        clock.at(10.25)
+        assert admitted(limiter, connection)
+
+    def test_an_answered_send_counts_from_its_answer(self, limiter, connection, clock, settings, no_wait):
+        settings.RATE_LIMIT_SAFETY_MARGIN_SECONDS = 0.25
+        tickets = [limiter.acquire(connection) for _ in range(3)]
+        clock.at(0.04)
+        for ticket in tickets:
+            limiter.settle(ticket)  # answered 40 ms later: it had reached the upstream by then
+        clock.at(10.039)
+        assert not admitted(limiter, connection)
+        clock.at(10.04)
+        assert admitted(limiter, connection)
+
+    def test_a_slow_answer_counts_from_the_margin_after_the_permit(self, limiter, connection, clock, settings, no_wait):
+        settings.RATE_LIMIT_SAFETY_MARGIN_SECONDS = 0.25
+        tickets = [limiter.acquire(connection) for _ in range(3)]
+        clock.at(3)
+        for ticket in tickets:
+            limiter.settle(ticket)
+        clock.at(10.25)
+        assert admitted(limiter, connection)
+
+    def test_background_never_waits_longer_than_its_budget(self, limiter, connection, clock, settings):
+        settings.RATE_LIMIT_BACKGROUND_RESERVE = 0
+        take(limiter, connection, 3, ratelimit.BACKGROUND)
+        clock.at(2)
+        with pytest.raises(ratelimit.PermitDelayed) as delayed:
+            limiter.acquire(connection, ratelimit.BACKGROUND, budget=5)
+        assert delayed.value.delay == 8
+        assert clock() == T0 + 2
 
     def test_every_window_of_an_integration_applies(self, limiter, connection, clock, no_wait):
         set_windows(connection.integration, window(2, 1), window(3, 10))
@@ -167,7 +211,7 @@ class TestLimiter:
         settings.RATE_LIMIT_BACKGROUND_RESERVE = 0.5
         set_windows(connection.integration, window(4, 10))
         take(limiter, connection, 2, ratelimit.INTERACTIVE)
-        assert limiter.acquire(connection, ratelimit.BACKGROUND) == 10  # 2 of 4 used: only the reserve is left
+        assert limiter.acquire(connection, ratelimit.BACKGROUND).waited == 10  # 2 of 4 used: only the reserve is left
         assert clock() == T0 + 10
 
     def test_a_window_too_small_to_split_still_gives_background_one_permit(self, limiter, connection, settings):
@@ -178,17 +222,25 @@ class TestLimiter:
     def test_interactive_waits_for_a_permit_that_frees_within_the_bound(self, limiter, connection, clock):
         take(limiter, connection, 3)
         clock.at(9.5)
-        assert limiter.acquire(connection) == 0.5
+        assert limiter.acquire(connection).waited == 0.5
         assert clock() == T0 + 10
 
     def test_interactive_beyond_the_bound_is_refused_with_whole_seconds_until_the_next_permit(self, limiter, connection, clock):
         take(limiter, connection, 3)
         clock.at(3.2)
         with pytest.raises(RateLimited) as refused:
-            limiter.acquire(connection)
+            limiter.acquire(connection, budget=0)
         assert refused.value.retry_after == 7  # 6.8 s, rounded up
         assert refused.value.status == 429
         assert clock() == T0 + 3.2  # refused at once: waiting could not help
+
+    def test_interactive_waits_out_the_fraction_of_a_second_so_that_retry_after_is_exact(self, limiter, connection, clock):
+        take(limiter, connection, 3)
+        clock.at(3.2)
+        with pytest.raises(RateLimited) as refused:
+            limiter.acquire(connection)
+        assert clock() == T0 + 4  # 0.8 s waited, within the 1 s bound...
+        assert refused.value.retry_after == 6  # ...so a caller back in 6 s finds the permit just freed
 
     def test_interactive_retry_after_is_at_least_one_second(self, limiter, connection, clock, no_wait):
         take(limiter, connection, 3)
@@ -209,7 +261,7 @@ class TestLimiter:
         settings.RATE_LIMIT_BACKGROUND_RESERVE = 0
         take(limiter, connection, 3, ratelimit.BACKGROUND)
         clock.at(2)
-        assert limiter.acquire(connection, ratelimit.BACKGROUND) == 8
+        assert limiter.acquire(connection, ratelimit.BACKGROUND).waited == 8
         assert clock() == T0 + 10
 
     def test_background_beyond_its_bound_is_delayed_with_the_wait_not_refused(self, limiter, connection, clock, settings):
@@ -391,6 +443,15 @@ class TestCallers:
         with pytest.raises(RateLimited):
             client.send(connection, "GET", target, timeout=5)
         assert len(upstream.calls) == 1
+
+    def test_a_request_counts_from_when_its_answer_came_back(self, limiter, alice, upstream, clock, settings, no_wait):
+        settings.RATE_LIMIT_SAFETY_MARGIN_SECONDS = 0.25
+        connection, _ = make_connection(alice.organization, limited(window(1, 60)))
+        upstream.get(f"{UPSTREAM}/contacts", json={})
+        target = client.build_target(connection.integration, "/contacts")
+        client.send(connection, "GET", target, timeout=5)
+        clock.at(60)  # answered at once (on this clock), so the margin does not apply
+        assert client.send(connection, "GET", target, timeout=5).response.status == 200
 
     def test_every_redirect_hop_takes_a_permit(self, limiter, alice, upstream):
         connection, _ = make_connection(alice.organization, limited(window(2, 60)))

@@ -4,11 +4,11 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
-from connections.models import Connection
+from connections.models import Connection, WebhookDelivery
 from syncing import engine, services
 from syncing.models import Record, SyncRun, SyncState
 from tests.factories import make_connection, make_integration
-from tests.sync_upstream import make_records, sync_model, sync_upstream, sync_upstream_server  # noqa: F401 (fixtures)
+from tests.sync_upstream import make_records, sync_model
 
 OLD = 1_600_000_000.0
 
@@ -77,3 +77,20 @@ def test_a_model_can_be_disabled_from_the_states_list(admin_client, synced):
     assert response.status_code == 302
     state.refresh_from_db()
     assert state.enabled is False
+
+
+def test_a_connection_made_in_the_admin_is_linked_and_starts_its_first_sync(admin_client, alice, sync_upstream):
+    alice.organization.webhook_url = "https://hooks.alice.test/merge"
+    alice.organization.save()
+    integration = make_integration(slug="upstream", base_url=sync_upstream.url,
+                                   sync_models=[sync_model(frequency_seconds=3600), sync_model(name="manual")])
+    response = admin_client.post(url(Connection, "add"), {
+        "organization": alice.organization.pk, "integration": integration.pk, "end_user_id": "ada", "label": "",
+        "end_user_email": "", "end_user_organization_name": "", "status": Connection.STATUS_ACTIVE,
+        "status_detail": "", "new_credentials": '{"token": "tok-1"}'})
+    assert response.status_code == 302
+    connection = Connection.objects.get(end_user_id="ada")
+    assert WebhookDelivery.objects.get(event="connection.linked").payload["linked_account"]["id"] == str(connection.pk)
+    states = {state.model: state for state in SyncState.objects.filter(connection=connection)}
+    assert (states["contacts"].requested_full, states["contacts"].requested_by) == (True, "link")
+    assert states["manual"].requested_at is None

@@ -1,5 +1,7 @@
 """The native syncing API (records, sync-status, sync, sync-models) and the Merge-shaped service functions."""
 
+import base64
+import json
 import re
 from datetime import timedelta
 
@@ -11,7 +13,7 @@ from passthrough.dialects.merge_serializers import MergeSyncStatusSerializer
 from syncing import engine, services
 from syncing.models import Record, SyncState
 from tests.factories import make_connection, make_integration
-from tests.sync_upstream import make_records, sync_model, sync_upstream, sync_upstream_server  # noqa: F401 (fixtures)
+from tests.sync_upstream import make_records, sync_model
 
 OLD = 1_600_000_000.0
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
@@ -114,13 +116,33 @@ def test_page_size_is_capped_at_1000(alice, synced):
     assert len(body["results"]) == 1000 and body["next"]
 
 
-@pytest.mark.parametrize("params, field", [({"page_size": 0}, "page_size"), ({"page_size": "x"}, "page_size"),
-                                           ({"modified_after": "yesterday"}, "modified_after"),
-                                           ({"cursor": "not-a-cursor"}, "cursor")])
+def tampered_cursor(moment="2020-01-01T00:00:00+00:00", record_id=1, direction="n") -> str:
+    raw = json.dumps({"t": moment, "i": record_id, "d": direction}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"page_size": 0}, "page_size"), ({"page_size": "x"}, "page_size"),
+    ({"modified_after": "yesterday"}, "modified_after"),
+    ({"modified_after": "0001-01-01T00:00:00+14:00"}, "modified_after"),
+    ({"include_deleted": "maybe"}, "include_deleted"),
+    ({"cursor": "not-a-cursor"}, "cursor"), ({"cursor": tampered_cursor(record_id=2**70)}, "cursor"),
+    ({"cursor": tampered_cursor(record_id=True)}, "cursor"),
+    ({"cursor": tampered_cursor(moment="0001-01-01T00:00:00+14:00")}, "cursor"),
+    ({"cursor": tampered_cursor(moment="2020-01-01T00:00:00")}, "cursor"),
+    ({"cursor": tampered_cursor(direction="x")}, "cursor"),
+])
 def test_invalid_query_parameters_are_400(alice, synced, params, field):
     response = alice.client.get(records_url(synced), params)
     assert response.status_code == 400
     assert any(detail.startswith(field) for detail in response.json()["error_details"])
+
+
+@pytest.mark.parametrize("body", [[], "contacts", {"models": "contacts"}, {"models": [None]}, {"full": "maybe"}])
+def test_a_malformed_sync_request_is_400(alice, synced, body):
+    response = alice.client.post(f"/api/v1/connections/{synced.pk}/sync", body, format="json")
+    assert response.status_code == 400
+    assert SyncState.objects.get(connection=synced).requested_at is None
 
 
 def test_an_undeclared_model_is_404(alice, synced):
@@ -205,7 +227,7 @@ def test_a_model_can_be_disabled_and_enabled_per_connection(alice, synced):
 # --- Merge-shaped statuses (wired into the Merge dialect's sync-status and resync) ------------------------------------
 
 def test_merge_sync_status_serializes_with_utc_datetimes(synced):
-    [status] = MergeSyncStatusSerializer(services.sync_status_for(synced), many=True).data
+    [status] = MergeSyncStatusSerializer(services.sync_status_for(synced, "crm"), many=True).data
     assert (status["model_name"], status["model_id"], status["status"], status["last_sync_result"]) == (
         "contacts", "crm.contacts", "DONE", "DONE")
     assert status["is_initial_sync"] is False
@@ -214,7 +236,7 @@ def test_merge_sync_status_serializes_with_utc_datetimes(synced):
 
 
 def test_merge_resync_asks_for_every_enabled_model_and_reports_syncing(synced):
-    [status] = services.resync(synced)
+    [status] = services.resync(synced, "crm")
     assert status["status"] == "SYNCING"
     assert SyncState.objects.get(connection=synced).requested_by == "resync"
 
@@ -222,11 +244,11 @@ def test_merge_resync_asks_for_every_enabled_model_and_reports_syncing(synced):
 def test_merge_resync_of_an_unusable_connection_asks_for_nothing(synced):
     Connection.objects.filter(pk=synced.pk).update(status=Connection.STATUS_NEEDS_REAUTH)
     synced.refresh_from_db()
-    [status] = services.resync(synced)
+    [status] = services.resync(synced, "crm")
     assert status["status"] == "PAUSED"
     assert SyncState.objects.get(connection=synced).requested_at is None
 
 
 def test_a_connection_that_syncs_nothing_has_no_statuses(alice_connection):
     connection, _ = alice_connection
-    assert services.sync_status_for(connection) == [] and services.resync(connection) == []
+    assert services.sync_status_for(connection, "crm") == [] and services.resync(connection, "crm") == []

@@ -9,9 +9,9 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from syncing import engine
-from syncing.models import Record, SyncState
+from syncing.models import Record, SyncRun, SyncState
 from tests.factories import make_connection, make_integration
-from tests.sync_upstream import make_records, sync_model, sync_upstream, sync_upstream_server  # noqa: F401 (fixtures)
+from tests.sync_upstream import make_records, sync_model
 
 OLD = 1_600_000_000.0
 
@@ -44,8 +44,8 @@ def test_syncs_every_model_and_prints_the_runs_as_json(connection):
     assert [(r["model"], r["status"], r["added"], r["requests"]) for r in result["runs"]] == [
         ("contacts", "DONE", 5, 2), ("leads", "DONE", 5, 2)]
     run = result["runs"][0]
-    assert {"model", "status", "added", "updated", "unchanged", "deleted", "requests", "started_at", "finished_at",
-            "duration_s"} <= set(run)
+    assert set(run) == {"model", "status", "added", "updated", "unchanged", "deleted", "requests", "started_at",
+                        "finished_at", "duration_s"}
     assert run["started_at"].endswith("Z") and run["duration_s"] >= 0
     assert Record.objects.filter(connection=connection).count() == 10
 
@@ -54,7 +54,8 @@ def test_one_model_and_a_full_run(connection):
     sync("--connection", str(connection.pk), "--model", "contacts")
     code, result, _ = sync("--connection", str(connection.pk), "--model", "contacts", "--full")
     assert code == 0
-    assert [(r["model"], r["full"], r["unchanged"]) for r in result["runs"]] == [("contacts", True, 5)]
+    assert [(r["model"], r["unchanged"]) for r in result["runs"]] == [("contacts", 5)]
+    assert SyncRun.objects.filter(connection=connection, model="contacts").first().full is True
 
 
 def test_a_model_syncing_elsewhere_is_reported_and_exits_1(connection):
@@ -65,6 +66,14 @@ def test_a_model_syncing_elsewhere_is_reported_and_exits_1(connection):
     assert "already syncing elsewhere" in err
     assert result["error"] == "Already syncing elsewhere." and "contacts" in result["error_details"][0]
     assert [r["model"] for r in result["runs"]] == ["leads"]
+
+
+def test_a_failed_run_is_in_the_json_and_its_error_on_stderr(connection, sync_upstream):
+    sync_upstream.fault("/cursor/contacts", 403, times=1)
+    code, result, err = sync("--connection", str(connection.pk), "--model", "contacts")
+    assert code == 0
+    assert [(r["model"], r["status"], r["requests"]) for r in result["runs"]] == [("contacts", "FAILED", 1)]
+    assert "contacts: FAILED: GET " in err and "HTTP 403" in err
 
 
 def test_an_unknown_connection_or_model_exits_1(connection):

@@ -5,14 +5,17 @@ Runs start in the foreground (`services.sync_now`); the waits between retries ar
 from datetime import datetime, timedelta, timezone as dt_timezone
 
 import pytest
+from django.db import connection as db_connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from connections import ratelimit
 from connections.models import Connection, WebhookDelivery
 from passthrough.models import FunctionCall
 from syncing import engine, services
 from syncing.models import Record, SyncRun, SyncState
 from tests.factories import make_connection, make_integration
-from tests.sync_upstream import make_records, sync_model, sync_upstream, sync_upstream_server  # noqa: F401 (fixtures)
+from tests.sync_upstream import make_records, sync_model
 
 OLD = 1_600_000_000.0  # 2020-09-13: every record starts older than any run
 
@@ -134,11 +137,47 @@ def test_a_full_run_on_request_ignores_modified_since(alice, sync_upstream):
     assert sent_since(sync_upstream, "updated_after") == {None}
 
 
+def test_a_page_is_stored_in_bulk_with_as_many_queries_for_100_records_as_for_3(alice, sync_upstream):
+    integration = make_integration(slug="upstream", base_url=sync_upstream.url,
+                                   sync_models=[sync_model("none", modified_since=None)])
+    queries = []
+    for size in (3, 100):
+        connection, _ = make_connection(alice.organization, integration, end_user_id=f"user-{size}")
+        for records in (make_records(size), [{**r, "name": "Changed"} for r in make_records(size)]):
+            sync_upstream.reset(records)
+            with CaptureQueriesContext(db_connection) as captured:
+                run = services.sync_now(connection, "contacts")
+            assert run.added + run.updated == size
+            queries.append(len(captured))
+    assert queries[:2] == queries[2:]  # first run (inserts) and second run (updates)
+
+
+def synchronous_commit() -> str:
+    with db_connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return cursor.fetchone()[0]
+
+
+def test_on_postgresql_a_pages_commit_does_not_wait_for_the_disk_and_the_session_keeps_its_setting(
+        alice, sync_upstream, transactional_db):
+    if db_connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only")
+    sync_upstream.reset(make_records(7, updated_at=OLD))
+    connection = connect(alice, sync_upstream)
+    run = services.sync_now(connection, "contacts")
+    assert (run.status, synchronous_commit()) == ("DONE", "on")
+    with transaction.atomic():
+        engine._upsert(run, {"x1": ({}, "{}", "0" * 32, None)})
+        assert synchronous_commit() == "off"
+        transaction.set_rollback(True)
+
+
 # --- Deletions ---------------------------------------------------------------------------------------------------------
 
-def test_a_full_run_marks_records_the_upstream_no_longer_lists_as_deleted(alice, sync_upstream):
+@pytest.mark.parametrize("style", ["cursor", "page", "offset", "link", "next", "none"])
+def test_a_full_run_marks_records_the_upstream_no_longer_lists_as_deleted(alice, sync_upstream, style):
     sync_upstream.reset(make_records(10, updated_at=OLD))
-    connection = connect(alice, sync_upstream)
+    connection = connect(alice, sync_upstream, sync_model(style))
     services.sync_now(connection, "contacts")
     before = stored(connection)
     sync_upstream.delete("c0003")
@@ -174,15 +213,29 @@ def test_a_record_that_comes_back_is_no_longer_deleted(alice, sync_upstream):
 
 # --- Failures mid-run --------------------------------------------------------------------------------------------------
 
-def test_a_500_mid_run_keeps_the_stored_pages_and_the_next_run_completes(alice, sync_upstream, waits):
+# The query of each paginated style's third page (records 7-9 of 10, 3 per page).
+THIRD_PAGE = {"cursor": {"cursor": "c0006"}, "page": {"page": "3"}, "offset": {"offset": "6"}, "link": {"page": "3"},
+              "next": {"after": "c0006"}}
+# (status, headers, retries, waits): the 429 also pauses the shared rate limiter for its Retry-After, in real time,
+# so it is retried once, after one second.
+MID_RUN_FAULTS = [(500, {}, 3, [1.0, 2.0, 4.0]),  # exponential backoff
+                  (429, {"Retry-After": "1"}, 1, [1.0])]  # the upstream's Retry-After
+
+
+@pytest.mark.parametrize("style", THIRD_PAGE)
+@pytest.mark.parametrize("status, headers, retries, expected_waits", MID_RUN_FAULTS)
+def test_a_failure_mid_run_keeps_the_stored_pages_and_the_next_run_completes(alice, sync_upstream, waits, settings,
+                                                                            style, status, headers, retries,
+                                                                            expected_waits):
+    settings.SYNC_MAX_RETRIES = retries
     sync_upstream.reset(make_records(10, updated_at=OLD))
-    sync_upstream.fault("/cursor/contacts", 500, query={"cursor": "c0006"}, times=99)
-    connection = connect(alice, sync_upstream)
+    sync_upstream.fault(f"/{style}/contacts", status, query=THIRD_PAGE[style], times=99, headers=headers)
+    connection = connect(alice, sync_upstream, sync_model(style))
     failed = services.sync_now(connection, "contacts")
     assert failed.status == "FAILED"
-    assert "HTTP 500 after 4 attempts" in failed.error
-    assert (failed.pages, failed.requests, failed.added) == (2, 2 + 4, 6)
-    assert waits == [1.0, 2.0, 4.0]  # exponential backoff
+    assert f"HTTP {status} after {retries + 1} attempts" in failed.error
+    assert (failed.pages, failed.requests, failed.added) == (2, 2 + retries + 1, 6)
+    assert waits == expected_waits
     assert len(stored(connection)) == 6
     sync_upstream.clear_faults()
     retried = services.sync_now(connection, "contacts")
@@ -191,22 +244,61 @@ def test_a_500_mid_run_keeps_the_stored_pages_and_the_next_run_completes(alice, 
     assert len(stored(connection)) == 10
 
 
-def test_a_500_that_clears_on_retry_does_not_fail_the_run(alice, sync_upstream):
+@pytest.mark.parametrize("style", THIRD_PAGE)
+@pytest.mark.parametrize("status, headers, expected_waits", [(503, {}, [1.0]), (429, {"Retry-After": "1"}, [1.0])])
+def test_a_failure_mid_run_that_clears_on_retry_does_not_fail_the_run(alice, sync_upstream, waits, style, status,
+                                                                      headers, expected_waits):
     sync_upstream.reset(make_records(10, updated_at=OLD))
-    sync_upstream.fault("/cursor/contacts", 503, query={"cursor": "c0003"}, times=1)
-    run = services.sync_now(connect(alice, sync_upstream), "contacts")
-    assert (run.status, run.added, run.pages, run.requests) == ("DONE", 10, 4, 5)
-
-
-def test_a_429_is_retried_after_the_upstreams_retry_after(alice, sync_upstream, waits):
-    sync_upstream.reset(make_records(10, updated_at=OLD))
-    sync_upstream.fault("/cursor/contacts", 429, query={"cursor": "c0003"}, times=1, headers={"Retry-After": "1"})
-    connection = connect(alice, sync_upstream)
+    sync_upstream.fault(f"/{style}/contacts", status, query=THIRD_PAGE[style], times=1, headers=headers)
+    connection = connect(alice, sync_upstream, sync_model(style))
     run = services.sync_now(connection, "contacts")
-    assert (run.status, run.added, run.requests) == ("DONE", 10, 5)
-    assert waits == [1.0]
+    assert (run.status, run.added, run.pages, run.requests, waits) == ("DONE", 10, 4, 5, expected_waits)
     statuses = list(FunctionCall.objects.filter(connection=connection).order_by("id").values_list("response_status", flat=True))
-    assert statuses == [200, 429, 200, 200, 200]
+    assert statuses == [200, 200, status, 200, 200]
+
+
+class LimiterSpy:
+    """The shared rate limiter, recording the priority of every permit asked for; refuses the first `refusals`."""
+
+    def __init__(self, real, refusals=0):
+        self.real, self.refusals, self.priorities = real, refusals, []
+
+    def acquire(self, connection, priority, *args, **kwargs):
+        self.priorities.append(priority)
+        if self.refusals:
+            self.refusals -= 1
+            raise ratelimit.PermitDelayed("No permit within the bound.", delay=2.5)
+        return self.real.acquire(connection, priority, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+def test_every_page_request_takes_a_background_permit_of_the_shared_limiter(alice, sync_upstream, monkeypatch):
+    spy = LimiterSpy(ratelimit.limiter())
+    monkeypatch.setattr(ratelimit, "limiter", lambda: spy)
+    sync_upstream.reset(make_records(7, updated_at=OLD))
+    run = services.sync_now(connect(alice, sync_upstream), "contacts")
+    assert (run.status, run.requests) == ("DONE", 3)
+    assert spy.priorities == [ratelimit.BACKGROUND] * 3
+
+
+def test_a_permit_refused_by_our_limiter_is_waited_for_and_is_no_upstream_request(alice, sync_upstream, waits,
+                                                                                  monkeypatch):
+    spy = LimiterSpy(ratelimit.limiter(), refusals=1)
+    monkeypatch.setattr(ratelimit, "limiter", lambda: spy)
+    sync_upstream.reset(make_records(4, updated_at=OLD))
+    run = services.sync_now(connect(alice, sync_upstream), "contacts")
+    assert (run.status, run.added, run.requests, waits) == ("DONE", 4, 2, [2.5])
+    assert len(sync_upstream.log()) == 2
+
+
+def test_a_limiter_that_keeps_refusing_fails_the_run_after_the_bound(alice, sync_upstream, waits, monkeypatch, settings):
+    settings.SYNC_RATE_LIMIT_MAX_WAIT_SECONDS = 6
+    monkeypatch.setattr(ratelimit, "limiter", lambda: LimiterSpy(None, refusals=99))
+    run = services.sync_now(connect(alice, sync_upstream), "contacts")
+    assert (run.status, run.requests, waits) == ("FAILED", 0, [2.5, 2.5])
+    assert "Rate limited" in run.error and sync_upstream.log() == []
 
 
 def test_a_client_error_is_not_retried(alice, sync_upstream, waits):
@@ -280,6 +372,28 @@ def test_sync_traffic_is_logged_one_row_per_upstream_request_without_bodies(alic
     assert call.url.startswith(f"{sync_upstream.url}/cursor/contacts?limit=3")
     assert call.response_size > 0 and call.response_body == ""
     assert call.request_headers["Authorization"] == "<redacted>"
+
+
+def test_the_call_log_is_written_in_batches_during_the_run_and_completed_at_its_end(alice, sync_upstream,
+                                                                                    monkeypatch):
+    monkeypatch.setattr(engine, "CALL_LOG_BATCH", 2)
+    monkeypatch.setattr(engine, "CALL_LOG_SECONDS", 3600)
+    sync_upstream.reset(make_records(7, updated_at=OLD))
+    connection = connect(alice, sync_upstream)
+    logged = []
+    run = services.sync_now(connection, "contacts",
+                            progress=lambda run: logged.append(FunctionCall.objects.filter(connection=connection).count()))
+    assert logged == [0, 2, 2]  # after each page: the batch of two is written with the second
+    assert FunctionCall.objects.filter(connection=connection).count() == run.requests == 3
+
+
+def test_a_failed_run_logs_every_attempt(alice, sync_upstream):
+    sync_upstream.reset(make_records(7, updated_at=OLD))
+    sync_upstream.fault("/cursor/contacts", 500, query={"cursor": "c0003"}, times=99)
+    connection = connect(alice, sync_upstream)
+    run = services.sync_now(connection, "contacts")
+    statuses = list(FunctionCall.objects.filter(connection=connection).order_by("id").values_list("response_status", flat=True))
+    assert (run.status, statuses) == ("FAILED", [200, 500, 500, 500, 500])
 
 
 def test_bodies_of_sync_traffic_are_logged_when_the_setting_asks(alice, sync_upstream, settings):

@@ -13,7 +13,7 @@ import syncing.tasks  # noqa: F401 (declares the syncing queue for broker.join)
 from syncing import engine, services
 from syncing.models import Record, SyncRun, SyncState
 from tests.factories import make_connection, make_integration
-from tests.sync_upstream import make_records, sync_model, sync_upstream, sync_upstream_server  # noqa: F401 (fixtures)
+from tests.sync_upstream import make_records, sync_model
 
 OLD = 1_600_000_000.0
 QUEUE = "syncing"
@@ -83,29 +83,33 @@ def test_a_duplicate_message_runs_the_pair_once(alice, sync_upstream, broker, wo
 
 # --- The claim -----------------------------------------------------------------------------------------------------
 
-def racing_workers(state_id, workers: int) -> list:
-    """`workers` threads run the worker's job for one pair at the same instant; returns the runs they made."""
-    barrier = threading.Barrier(workers)
-    runs, errors = [], []
+def at_once(function, threads: int) -> list:
+    """`function()` in `threads` threads released at the same instant (each with its own database connection);
+    returns their results."""
+    barrier = threading.Barrier(threads)
+    results, errors = [], []
 
-    def work():
+    def call():
         try:
             barrier.wait()
-            run = services.sync_requested(state_id)
-            if run is not None:
-                runs.append(run)
+            results.append(function())
         except Exception as exc:
             errors.append(exc)
         finally:
             db_connection.close()
 
-    threads = [threading.Thread(target=work) for _ in range(workers)]
-    for thread in threads:
+    started = [threading.Thread(target=call) for _ in range(threads)]
+    for thread in started:
         thread.start()
-    for thread in threads:
+    for thread in started:
         thread.join(timeout=60)
     assert errors == []
-    return runs
+    return results
+
+
+def racing_workers(state_id, workers: int) -> list:
+    """`workers` threads run the worker's job for one pair at the same instant; returns the runs they made."""
+    return [run for run in at_once(lambda: services.sync_requested(state_id), workers) if run is not None]
 
 
 def test_two_concurrent_claims_never_run_one_pair_twice(alice, sync_upstream, transactional_db):
@@ -198,6 +202,17 @@ def test_a_claim_whose_worker_went_silent_is_taken_over(alice, sync_upstream, se
     assert lost.status == "FAILED" and "stopped answering" in lost.error
 
 
+@pytest.mark.parametrize("every, distinct", [(0.0, 3), (3600.0, 1)])
+def test_a_run_writes_its_heartbeat_every_heartbeat_seconds_not_on_every_page(alice, sync_upstream, monkeypatch,
+                                                                             every, distinct):
+    monkeypatch.setattr(engine, "HEARTBEAT_SECONDS", every)
+    sync_upstream.reset(make_records(7, updated_at=OLD))
+    connection = connect(alice, sync_upstream)
+    heartbeats = []
+    services.sync_now(connection, "contacts", progress=lambda run: heartbeats.append(state_of(connection).heartbeat_at))
+    assert len(heartbeats) == 3 and len(set(heartbeats)) == distinct
+
+
 def test_a_run_that_lost_its_claim_stops_and_leaves_the_state_to_the_new_owner(alice, sync_upstream):
     sync_upstream.reset(make_records(9, updated_at=OLD))
     connection = connect(alice, sync_upstream)
@@ -224,6 +239,44 @@ def test_the_schedule_asks_for_due_pairs_once_even_with_two_schedulers(alice, sy
     assert (first["asked"], second["asked"]) == (1, 0)
     assert enqueue.call_args_list == [mock.call(state_of(connection).pk)]
     assert state_of(connection).requested_by == "schedule"
+
+
+def test_two_concurrent_schedulers_never_run_one_pair_twice(alice, sync_upstream, transactional_db):
+    sync_upstream.reset(make_records(6, updated_at=OLD))
+    enqueued = []
+    with mock.patch.object(services, "enqueue", enqueued.append):
+        connection = connect(alice, sync_upstream, frequency_seconds=3600)
+        state = state_of(connection)
+        for _ in range(3):
+            SyncState.objects.filter(pk=state.pk).update(requested_at=None, requested_by="",
+                                                         next_sync_at=timezone.now() - timedelta(seconds=1))
+            enqueued.clear()
+            asked = at_once(services.schedule_syncs, threads=2)
+            assert sorted(result["asked"] for result in asked) == [0, 1]
+            assert enqueued == [state.pk]
+            # Each scheduler's message reaching a worker (and a duplicate): one run.
+            assert [run.status for run in racing_workers(state.pk, workers=2)] == ["DONE"]
+    assert SyncRun.objects.filter(connection=connection).count() == 3
+
+
+def test_the_periodic_job_runs_due_pairs_on_the_syncing_queue(alice, sync_upstream, broker, worker):
+    sync_upstream.reset(make_records(4, updated_at=OLD))
+    connection = connect(alice, sync_upstream, frequency_seconds=3600)
+    run_jobs(broker, worker)  # the first, full run at link time
+    SyncState.objects.filter(connection=connection).update(next_sync_at=timezone.now() - timedelta(seconds=1))
+    syncing.tasks.schedule_syncs.send()
+    broker.join("maintenance")
+    run_jobs(broker, worker)
+    runs = SyncRun.objects.filter(connection=connection).order_by("started_at")
+    assert [(run.trigger, run.full, run.status) for run in runs] == [("link", True, "DONE"), ("schedule", False, "DONE")]
+
+
+def test_the_sync_schedule_is_a_periodic_job_every_minute_beside_the_async_sweep():
+    from integration_platform.scheduler import build_scheduler
+
+    job = build_scheduler().get_job("syncing.tasks.schedule_syncs")
+    assert job.trigger.interval == timedelta(seconds=60)
+    assert build_scheduler().get_job("passthrough.tasks.sweep_async_passthrough") is not None
 
 
 def test_a_pair_not_yet_due_is_not_asked_for(alice, sync_upstream):

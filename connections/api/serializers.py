@@ -27,6 +27,8 @@ class ConnectionSerializer(serializers.ModelSerializer):
         model = Connection
         fields = ["id", "integration", "end_user_id", "label", "end_user_email", "end_user_organization_name",
                   "status", "status_detail", "created_at", "updated_at", "last_used_at"]
+        extra_kwargs = {"last_used_at": {"help_text": "When a call last went through this connection (recorded at "
+                                                      "most once a minute)."}}
 
 
 class ConnectionCreatedSerializer(ConnectionSerializer):

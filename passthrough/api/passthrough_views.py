@@ -13,9 +13,14 @@ from passthrough import async_passthrough, envelopes, services
 from passthrough.connection_lookup import caller_secrets, connection_by_account_token, native_connection
 from passthrough.formats import remote_response
 from passthrough.models import FunctionCall
+from passthrough.retries import RETRY_HEADER, requested_retries
 
 ACCOUNT_TOKEN = OpenApiParameter("X-Account-Token", location=OpenApiParameter.HEADER, required=False,
                                  description="The connection's account token (or pass connection_id in the body).")
+RETRIES = OpenApiParameter(RETRY_HEADER, int, location=OpenApiParameter.HEADER, required=False,
+                           description="Retry an idempotent call (GET, HEAD, PUT, DELETE, OPTIONS) up to this many "
+                                       "times (0-3) on a network error, 429 or 5xx, within the sync budget. Ignored "
+                                       "for POST and PATCH.")
 
 PassthroughRequest = inline_serializer("PassthroughRequest", {
     "method": serializers.ChoiceField(choices=services.METHODS),
@@ -53,15 +58,16 @@ def sync_timeout(exc: UpstreamTimeout, request) -> UpstreamTimeout:
 class PassthroughView(APIView):
     """Call any path of a connected account's API; its credentials are added. HTTP 200 whatever the upstream status."""
 
-    @extend_schema(request=PassthroughRequest, responses={200: PassthroughResponse}, parameters=[ACCOUNT_TOKEN], tags=["passthrough"])
+    @extend_schema(request=PassthroughRequest, responses={200: PassthroughResponse}, parameters=[ACCOUNT_TOKEN, RETRIES],
+                   tags=["passthrough"])
     def post(self, request):
         connection = native_connection(request, request.data)
         envelope = envelopes.parse(request.data, data_must_be_string=False)
         try:
-            response = services.passthrough_execute(connection=connection, method=envelope.method,
-                                                    target=envelope.target(connection.integration), headers=envelope.headers,
-                                                    body=envelope.body, dialect=FunctionCall.DIALECT_NATIVE,
-                                                    extra_secrets=caller_secrets(request))
+            response = services.passthrough_execute_retrying(
+                connection=connection, method=envelope.method, target=envelope.target(connection.integration),
+                headers=envelope.headers, body=envelope.body, dialect=FunctionCall.DIALECT_NATIVE,
+                extra_secrets=caller_secrets(request), retries=requested_retries(request))
         except UpstreamTimeout as exc:
             raise sync_timeout(exc, request) from None
         return Response(remote_response(envelope.method, envelope.path, response, normalize=envelope.normalize_response))
@@ -82,7 +88,8 @@ class FunctionView(APIView):
     def get(self, request, name):
         return Response(FunctionSerializer(function_or_404(name)).data)
 
-    @extend_schema(request=FunctionCallRequest, responses={200: FunctionCallResponse}, parameters=[ACCOUNT_TOKEN], tags=["functions"])
+    @extend_schema(request=FunctionCallRequest, responses={200: FunctionCallResponse}, parameters=[ACCOUNT_TOKEN, RETRIES],
+                   tags=["functions"])
     def post(self, request, name):
         function = function_or_404(name)
         token = request.META.get("HTTP_X_ACCOUNT_TOKEN")
@@ -91,7 +98,8 @@ class FunctionView(APIView):
             raise InvalidInput("Invalid input.", [f"X-Account-Token: This connection is not a {function.integration.name} account."])
         try:
             output = services.function_call_execute(connection=connection, arguments=request.data,
-                                                    dialect=FunctionCall.DIALECT_NATIVE, extra_secrets=caller_secrets(request))
+                                                    dialect=FunctionCall.DIALECT_NATIVE, extra_secrets=caller_secrets(request),
+                                                    retries=requested_retries(request))
         except UpstreamTimeout as exc:
             raise sync_timeout(exc, request) from None
         return Response(output)

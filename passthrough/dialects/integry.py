@@ -37,6 +37,7 @@ from integration_platform.errors import (
 from passthrough import services
 from passthrough.api.passthrough_views import sync_timeout
 from passthrough.models import FunctionCall
+from passthrough.retries import requested_retries
 
 PAGE_SIZE = 50
 CALL_REFUSED = "Could not call the function due to invalid input. Please see `error_details` for further information."
@@ -276,7 +277,8 @@ def function_call(request, caller, body, name):
     try:
         connection = connection_for_call(caller, function.integration, account_id)
         return services.function_call_execute(connection=connection, arguments=body,
-                                              dialect=FunctionCall.DIALECT_INTEGRY, extra_secrets=caller.secrets)
+                                              dialect=FunctionCall.DIALECT_INTEGRY, extra_secrets=caller.secrets,
+                                              retries=requested_retries(request))
     except UpstreamTimeout as exc:
         raise sync_timeout(exc, request) from None
     except InvalidInput as exc:

@@ -13,6 +13,7 @@ ACCOUNT_STATUSES = {Connection.STATUS_ACTIVE: "COMPLETE", Connection.STATUS_NEED
                     Connection.STATUS_DISABLED: "IDLE"}
 MERGE_ACCOUNT_STATUSES = ("COMPLETE", "INCOMPLETE", "RELINK_NEEDED", "IDLE")
 SYNC_STATUSES = ("SYNCING", "DONE", "FAILED", "DISABLED", "PAUSED", "PARTIALLY_SYNCED")
+ISO_UTC = "%Y-%m-%dT%H:%M:%S.%fZ"  # merge.md §9: UTC, `Z`, microseconds kept (even .000000)
 
 ERROR = inline_serializer("MergeError", {
     "detail": serializers.CharField(),
@@ -110,14 +111,14 @@ class MergeSyncStatusSerializer(serializers.Serializer):
     """Merge's SyncStatus of one model of a connection."""
 
     # Enums as documented strings: a shared choice set would collide with other `status` enums in the schema.
-    model_name = serializers.CharField()
-    model_id = serializers.CharField()
-    last_sync_start = serializers.DateTimeField(allow_null=True)
-    next_sync_start = serializers.DateTimeField(allow_null=True)
+    model_name = serializers.CharField(help_text="The model's name as the catalog declares it.")
+    model_id = serializers.CharField(help_text="`<category of the URL>.<model_name>`.")
+    last_sync_start = serializers.DateTimeField(allow_null=True, format=ISO_UTC)
+    next_sync_start = serializers.DateTimeField(allow_null=True, format=ISO_UTC)
     last_sync_result = serializers.CharField(allow_null=True, help_text=f"One of {', '.join(SYNC_STATUSES)}.")
-    last_sync_finished = serializers.DateTimeField(allow_null=True)
-    data_fresh_as_of = serializers.DateTimeField(allow_null=True)
-    historical_data_since = serializers.DateTimeField(allow_null=True)
+    last_sync_finished = serializers.DateTimeField(allow_null=True, format=ISO_UTC)
+    data_fresh_as_of = serializers.DateTimeField(allow_null=True, format=ISO_UTC)
+    historical_data_since = serializers.DateTimeField(allow_null=True, format=ISO_UTC)
     status = serializers.CharField(help_text=f"One of {', '.join(SYNC_STATUSES)}.")
     sync_status_reason = serializers.CharField(allow_null=True,
                                                help_text="RATE_LIMITED, WAITING_ON_OTHER_MODELS or null.")

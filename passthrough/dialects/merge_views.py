@@ -40,6 +40,8 @@ from passthrough.connection_lookup import ACCOUNT_TOKEN_HEADER, connection_by_ac
 from passthrough.formats import remote_response
 from passthrough.models import FunctionCall
 from passthrough.redaction import Redactor
+from passthrough.retries import requested_retries
+from syncing import services as syncing_services
 
 log = logging.getLogger(__name__)
 
@@ -236,14 +238,14 @@ def linked_accounts(organization, filters: dict):
     return connections
 
 
-def sync_statuses(connection) -> list[dict]:
-    """One SyncStatus per model the connection syncs. Syncing arrives with issue #8: today nothing is synced."""
-    return []
+def sync_statuses(connection, category: str) -> list[dict]:
+    """One SyncStatus per model the connection syncs (merge.md §8), `model_id` under the URL's category."""
+    return syncing_services.sync_status_for(connection, category)
 
 
-def sync_resync(connection) -> list[dict]:
-    """Start a sync of every model of the connection; returns their statuses. Nothing is synced yet (issue #8)."""
-    return sync_statuses(connection)
+def sync_resync(connection, category: str) -> list[dict]:
+    """Ask for a sync of every enabled model of the connection now; returns their statuses (merge.md §8)."""
+    return syncing_services.resync(connection, category)
 
 
 # --- Views ---------------------------------------------------------------------------------------------------------
@@ -258,10 +260,11 @@ class PassthroughView(MergeView):
         connection = account_connection(request)
         envelope = envelopes.parse(request.data, data_must_be_string=True)
         try:
-            response = services.passthrough_execute(connection=connection, method=envelope.method,
-                                                    target=envelope.target(connection.integration),
-                                                    headers=envelope.headers, body=envelope.body,
-                                                    dialect=FunctionCall.DIALECT_MERGE)
+            response = services.passthrough_execute_retrying(connection=connection, method=envelope.method,
+                                                             target=envelope.target(connection.integration),
+                                                             headers=envelope.headers, body=envelope.body,
+                                                             dialect=FunctionCall.DIALECT_MERGE,
+                                                             retries=requested_retries(request))
         except UpstreamTimeout:
             raise UpstreamTimeout(
                 f"The upstream did not answer within {settings.SYNC_PASSTHROUGH_TIMEOUT:g} seconds; use async "
@@ -331,7 +334,7 @@ class SyncStatusView(MergeView, ListAPIView):
     pagination_class = MergeCursorPagination
 
     def get_queryset(self):
-        return sync_statuses(account_connection(self.request))
+        return sync_statuses(account_connection(self.request), self.kwargs["category"])
 
     @extend_schema(operation_id="merge_sync_status_list", parameters=[CATEGORY, ACCOUNT_TOKEN],
                    responses={200: MergeSyncStatusSerializer(many=True), 400: ERROR, **ACCOUNT_ERRORS}, tags=["merge"])
@@ -346,7 +349,7 @@ class ResyncView(MergeView):
                    responses={200: MergeSyncStatusSerializer(many=True), **ACCOUNT_ERRORS},
                    parameters=[CATEGORY, ACCOUNT_TOKEN], tags=["merge"])
     def post(self, request, category):
-        return Response(MergeSyncStatusSerializer(sync_resync(account_connection(request)), many=True).data)
+        return Response(MergeSyncStatusSerializer(sync_resync(account_connection(request), category), many=True).data)
 
 
 class AsyncPassthroughView(MergeView):

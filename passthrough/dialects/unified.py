@@ -33,14 +33,16 @@ from passthrough import services
 from passthrough.api.passthrough_views import sync_timeout
 from passthrough.connection_lookup import connection_by_id
 from passthrough.models import FunctionCall
+from passthrough.retries import RETRY_HEADER, requested_retries
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 DOMAIN_PARAMETER = "__domain"
 # Never forwarded upstream (§4): our own credentials (the API key; an account token is ours too), cookies for our
-# host, the encodings our outbound client negotiates itself, and what proxies in front of us added. Hop-by-hop
-# headers (and those the caller's Connection header lists), Host and Content-Length are dropped by the client.
+# host, the encodings our outbound client negotiates itself, what proxies in front of us added, and the caller's
+# retry request to us (X-Passthrough-Retries). Hop-by-hop headers (and those the caller's Connection header lists),
+# Host and Content-Length are dropped by the client.
 DROPPED_REQUEST_HEADERS = frozenset({"authorization", "x-account-token", "cookie", "accept-encoding", "forwarded",
-                                     "x-real-ip"})
+                                     "x-real-ip", RETRY_HEADER.lower()})
 # The WSGI server writes its own Date and Server; upstream copies would be sent twice.
 DROPPED_RESPONSE_HEADERS = frozenset({"date", "server"})
 # Upstream response headers that are not valid HTTP (a name that is not a token, control characters in a value)
@@ -270,9 +272,10 @@ class PassthroughView(APIView):
         target = upstream_target(request, connection, path)
         body = request_body(request)
         try:
-            upstream = services.passthrough_execute(connection=connection, method=request.method, target=target,
-                                                    headers=forwarded_headers(request), body=body or None,
-                                                    dialect=FunctionCall.DIALECT_UNIFIED, extra_secrets=(key,))
+            upstream = services.passthrough_execute_retrying(
+                connection=connection, method=request.method, target=target, headers=forwarded_headers(request),
+                body=body or None, dialect=FunctionCall.DIALECT_UNIFIED, extra_secrets=(key,),
+                retries=requested_retries(request))
         except UpstreamTimeout as exc:
             raise sync_timeout(exc, request) from None
         return upstream_response(request.method, upstream)

@@ -24,11 +24,12 @@ COMPONENTS = [
     ("    rate-limit permit (SELECT rate_limits + Redis)", "connections.ratelimit", "Permit.take"),
     ("    rate-limit observe", "connections.ratelimit", "Permit.observe"),
     ("    requests Session.request (HTTP to upstream)", "requests.sessions", "Session.request"),
-    ("    Connection.touch (UPDATE last_used_at)", "connections.models", "Connection.touch"),
+    ("    Connection.touch (UPDATE last_used_at, at most once a minute)", "connections.models", "Connection.touch"),
     ("  function_call_record (log row)", "passthrough.services", "function_call_record"),
     ("    Redactor() construction", "passthrough.redaction", "Redactor.__init__"),
-    ("    SELECT passthrough Function", "django.db.models.query", "QuerySet.first"),
     ("remote_response (answer envelope)", "passthrough.api.passthrough_views", "remote_response"),
+    ("SQL statements sent and answered (all of them, without the ORM's query building)", "django.db.backends.utils",
+     "CursorWrapper._execute"),
 ]
 
 
@@ -80,8 +81,6 @@ def main():
         call()
     queries = [{"sql": q["sql"][:300], "ms": float(q["time"]) * 1000} for q in captured.captured_queries]
 
-    # Component breakdown (the passthrough Function SELECT is the only QuerySet.first() inside function_call_record,
-    # but QuerySet.first is also used by the lookups: its row is reported as all .first() calls).
     totals = defaultdict(lambda: [0.0, 0.0, 0])
     undo = []
     for label, module_name, path in COMPONENTS:
@@ -101,8 +100,6 @@ def main():
     for label, _, _ in COMPONENTS:
         if label in totals:
             c, w, k = totals[label]
-            if label.endswith("SELECT passthrough Function"):
-                label = "    all QuerySet.first() calls (lookups + Function SELECT)"
             breakdown.append({"label": label, "cpu_ms": 1000 * c / n, "wall_ms": 1000 * w / n, "calls": k / n})
 
     with CaptureQueriesContext(connection) as captured_async:

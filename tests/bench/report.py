@@ -43,7 +43,102 @@ def targets(data: dict) -> list[tuple[str, str, object]]:
         rows.append((f"B (supplementary): the same p50 overhead for requests {b['sparse']['gap_s']:.0f} s apart "
                      "(idle worker, default Dramatiq settings)", f"{f(b['sparse_overhead_p50'])} ms",
                      b["sparse_overhead_p50"] <= 50.0))
+    rows += sync_targets(data.get("sync"))
+    rows += ratelimit_targets(data.get("ratelimit"))
     return rows
+
+
+# --- Syncing (issue #8) ----------------------------------------------------------------------------------------------
+
+def sync_targets(sync: dict | None) -> list[tuple[str, str, object]]:
+    if not sync:
+        return []
+    full, unchanged = sync["full"], sync["incremental_unchanged"]
+    return [
+        (f"Sync: full sync of {sync['records']:,} records ≥ 5,000 records/s end to end", f"{full['records_per_s']:,}/s",
+         full["status"] == "DONE" and (full["records_per_s"] or 0) >= 5000),
+        ("Sync: incremental with nothing changed = 1 upstream request and duration_s < 1 s",
+         f"{unchanged['requests']} request(s), {unchanged['duration_s']} s",
+         unchanged["requests"] == 1 and unchanged["duration_s"] < 1),
+    ]
+
+
+def sync_section(sync: dict) -> list[str]:
+    from tests.bench.sync_bench import markdown
+
+    return [markdown(sync).replace("### ", "## ", 1), "",
+            "- `tests/bench/sync_bench.py` (alone: `.venv/bin/python -m tests.bench.sync_bench`): one model through "
+            "the real engine (`services.sync_now`, as `manage.py sync`), cursor pagination, from a local upstream under "
+            "gunicorn on loopback into PostgreSQL database `bench_sync`, Redis db 10 as cache and rate limiter. "
+            "duration_s is the run's own (`finished_at − started_at`): fetching, parsing, storing, the call log.",
+            f"- Stored after the full run: {sync['stored']:,} records.",
+            f"- Before the speed-ups of issue #8's closing work (call log written in bulk, the claim checked by the "
+            f"counters' UPDATE, heartbeat every 10 s, page COMMITs not waiting for the disk), measured interleaved "
+            f"with them on this machine: full sync {SYNC_BEFORE['records_per_s']} records/s, "
+            f"{SYNC_BEFORE['cpu_s']} s of CPU in the syncing process (after: {SYNC_AFTER['records_per_s']} records/s, "
+            f"{SYNC_AFTER['cpu_s']} s).", ""]
+
+
+# Full syncs of 100,000 records, two rounds interleaved (before, after, before, after) on this shared machine.
+SYNC_BEFORE = {"records_per_s": "4,775–4,971", "cpu_s": "10.4–11.1"}
+SYNC_AFTER = {"records_per_s": "8,214–8,218", "cpu_s": "6.5–7.0"}
+
+# --- end of syncing ---
+
+
+# --- Rate limits (issue 6) -------------------------------------------------------------------------------------------
+
+def ratelimit_targets(figures: dict | None) -> list[tuple[str, str, object]]:
+    from tests.bench.ratelimit_bench import targets
+
+    return targets(figures) if figures else []
+
+
+def ratelimit_section(figures: dict) -> list[str]:
+    from tests.bench.ratelimit_bench import markdown
+
+    return [markdown(figures, with_targets=False)]
+
+# --- end of rate limits ---
+
+
+# --- Before the hot-path changes (issue #4) ---------------------------------------------------------------------
+
+# Bench A as RESULTS.md recorded it at commit 2ba36d6 (6 SQL statements per call, Connection.touch on every call,
+# a Function SELECT per call), kept so that later runs show the change. Another run on this shared machine is under
+# another load: the throughput ratio vs direct compares best.
+BEFORE_HOT_PATH = {
+    "commit": "2ba36d6", "sql_statements": 6, "census_cpu_ms": 5.978,
+    1: {"direct_rps": 4987, "added_p50": 13.227, "rps": 72, "throughput_ratio": 0.014, "cpu_proxy_ms": 9.078,
+        "cpu_pg_ms": 2.346},
+    8: {"direct_rps": 11675, "added_p50": 49.229, "rps": 148, "throughput_ratio": 0.013, "cpu_proxy_ms": 7.026,
+        "cpu_pg_ms": 1.618},
+}
+
+
+def before_after_lines(a: dict) -> list[str]:
+    before = BEFORE_HOT_PATH
+    lines = [f"### Before and after the hot-path changes (before: the run recorded at {before['commit']})\n",
+             f"| conc. | measure | before ({before['commit']}) | this run |", "| ---: | --- | ---: | ---: |"]
+    for c in (1, 8):
+        if c not in a["results"] or "ours" not in a["results"][c]:
+            continue
+        r, q, b = a["results"][c]["ours"], a["ratios"][c]["ours"], before[c]
+        lines += [f"| {c} | direct req/s (how fast the machine was) | {f(b['direct_rps'], 0)} | "
+                  f"{f(a['results'][c]['direct']['rps'], 0)} |",
+                  f"| {c} | added p50 ms | {f(b['added_p50'], 3)} | {f(q['added_p50'], 3)} |",
+                  f"| {c} | req/s | {f(b['rps'], 0)} | {f(r['rps'], 0)} |",
+                  f"| {c} | throughput vs direct | {pct(b['throughput_ratio'])} | {pct(q['throughput_ratio'])} |",
+                  f"| {c} | CPU/req serve ms | {f(b['cpu_proxy_ms'], 3)} | {f(r.get('cpu_proxy_ms'), 3)} |",
+                  f"| {c} | CPU/req PostgreSQL ms | {f(b['cpu_pg_ms'], 3)} | {f(r.get('cpu_pg_ms'), 3)} |"]
+    census = a.get("census")
+    if census:
+        lines += [f"| – | SQL statements per call (census) | {before['sql_statements']} | {len(census['queries'])} |",
+                  f"| – | CPU ms per call in-process (census) | {f(before['census_cpu_ms'], 3)} | "
+                  f"{f(census['cpu_ms_per_request'], 3)} |"]
+    return lines + [""]
+
+# --- end of before/after ---
 
 
 def write(path: Path, data: dict) -> None:
@@ -125,6 +220,7 @@ def write(path: Path, data: dict) -> None:
                 w(f"| {c} | {f(factor, 1)}× | {signed(o['p50'] - n['p50'], 3)} | {signed(o['p99'] - n['p99'], 3)} | "
                   f"{pct(o['rps'] / n['rps'] if n['rps'] else float('nan'))} |")
             w("")
+        L.extend(before_after_lines(a))
 
         if a.get("variants"):
             w("### `serve` settings and what-if experiments\n")
@@ -253,6 +349,12 @@ def write(path: Path, data: dict) -> None:
                   f"(emptied by something else on this shared Redis); the platform's sweeper re-enqueued the pending "
                   f"rows first ({t['requeued_by_sweeper']}).")
         w("")
+
+    if data.get("sync"):
+        L.extend(sync_section(data["sync"]))
+
+    if data.get("ratelimit"):
+        L.extend(ratelimit_section(data["ratelimit"]))
 
     if data.get("notes"):
         w("## Notes\n")

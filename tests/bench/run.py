@@ -1,4 +1,6 @@
-"""`make bench`: benchmarks A (native passthrough vs direct vs nginx) and B (async passthrough), → RESULTS.md.
+"""`make bench`: benchmarks A (native passthrough vs direct vs nginx), B (async passthrough), syncing
+(tests/bench/sync_bench.py, database `bench_sync`, Redis dbs 11/10) and rate limits (tests/bench/ratelimit_bench.py,
+database `bench_ratelimit`, Redis dbs 9/8), → RESULTS.md.
 
 Everything runs on 127.0.0.1 on free ports: an upstream (gunicorn), nginx, our `manage.py serve`, the Dramatiq
 worker, PostgreSQL database `bench` (dropped and recreated), Redis dbs 13 (broker) and 12 (cache), flushed. Every
@@ -30,7 +32,6 @@ HERE = Path(__file__).resolve().parent
 VARIANT_FLAGS = {
     "log": "access log on",
     "nofsync": "DB sessions with synchronous_commit=off (DATABASE_URL option)",
-    "touch60": "what-if patch: Connection.touch at most once per 60 s",
     "asynclog": "what-if patch: call-log INSERT with synchronous_commit off",
 }
 
@@ -45,7 +46,7 @@ def parse_variant(text: str) -> dict:
     extras = [VARIANT_FLAGS[f] for f in flags if f != "log"]
     label = f"{int(workers)} × {int(threads)}, access log {'on' if 'log' in flags else 'off'}"
     return {"workers": int(workers), "threads": int(threads), "access_log": "log" in flags,
-            "whatif": [f for f in flags if f in ("touch60", "asynclog")], "db_sync_commit_off": "nofsync" in flags,
+            "whatif": [f for f in flags if f == "asynclog"], "db_sync_commit_off": "nofsync" in flags,
             "label": label + "".join(f"; {e}" for e in extras)}
 
 
@@ -62,7 +63,7 @@ def arguments(argv=None):
     p.add_argument("--seconds", type=float, default=5, help="seconds per target per round (A)")
     p.add_argument("--warmup", type=float, default=1, help="warm-up seconds per target per concurrency (A)")
     p.add_argument("--serve", default="2x8", help="primary serve setting, WORKERSxTHREADS[:flag...] (default 2x8, log off)")
-    p.add_argument("--variants", default="2x8:log,4x4,2x8:nofsync,2x8:touch60,2x8:touch60:asynclog",
+    p.add_argument("--variants", default="2x8:log,4x4,2x8:nofsync,2x8:asynclog",
                    help="other serve settings to try, comma-separated ('' for none); flags: "
                         + ", ".join(f"{k} ({v})" for k, v in VARIANT_FLAGS.items()))
     p.add_argument("--variant-rounds", type=int, default=2)
@@ -78,6 +79,9 @@ def arguments(argv=None):
     p.add_argument("--b-throughput-jobs", type=int, default=1000)
     p.add_argument("--skip-a", action="store_true")
     p.add_argument("--skip-b", action="store_true")
+    p.add_argument("--skip-sync", action="store_true", help="skip the syncing benchmark (tests/bench/sync_bench.py)")
+    p.add_argument("--skip-ratelimit", action="store_true",
+                   help="skip the rate-limit benchmark (tests/bench/ratelimit_bench.py)")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (logs, configs, raw profiles)")
     return p.parse_args(argv)
 
@@ -109,6 +113,14 @@ def profile_serve(args, serve_proc, ours, client, tmp) -> dict:
                    "while wrk drove `POST /api/v1/passthrough`; shares are of samples inside gunicorn's "
                    "`handle_request` and nest (a parent includes its children).")
     return out
+
+
+def sync_benchmark(env, tmp) -> dict:
+    """tests/bench/sync_bench.py in a child process (it sets up Django for its own database); its figures."""
+    out = tmp / "sync.json"
+    log("sync: 100,000 records, 100 per page, into PostgreSQL bench_sync (full, incremental unchanged, 1,000 changed)")
+    run_checked([PY, "-m", "tests.bench.sync_bench", "--json", out], env=env, timeout=1800, what="sync benchmark")
+    return json.loads(out.read_text())
 
 
 def census(env, fixtures) -> dict:
@@ -220,6 +232,24 @@ def main(argv=None) -> int:
             b["sparse_overhead_p50"] = (b["sparse"]["server_total"]["p50"] - direct_p50) if b.get("sparse") else None
             b["overhead_p50"] = b["latency"]["server_total"]["p50"] - direct_p50
             data["b"] = b
+
+        # --- Syncing (issue #8): a child process with its own database `bench_sync` and Redis dbs 11/10 ---
+        if not args.skip_sync:
+            try:
+                data["sync"] = sync_benchmark(env, tmp)
+            except Exception as exc:  # noqa: BLE001 - reported; the other sections stand
+                data["errors"].append(f"sync benchmark failed: {exc}")
+        # --- end of syncing ---
+
+        # --- Rate limits (issue 6): its own processes, database `bench_ratelimit` and Redis dbs 9/8 ---
+        if not args.skip_ratelimit:
+            from tests.bench import ratelimit_bench
+
+            try:
+                data["ratelimit"] = ratelimit_bench.run(tmp)
+            except Exception as exc:  # noqa: BLE001 - reported; the other sections stand
+                data["errors"].append(f"rate-limit benchmark failed: {exc}")
+        # --- end of rate limits ---
 
         data["pg_probe_mid"] = environment.pg_probe()
         if a is not None and args.variants.strip():

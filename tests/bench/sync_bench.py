@@ -1,4 +1,5 @@
-"""Syncing benchmark: 100,000 records, 100 per page, into PostgreSQL database `bench_sync` (dropped and recreated).
+"""Syncing benchmark: 100,000 records, 100 per page, into PostgreSQL database `bench_sync` (dropped and recreated),
+with Redis as in a scale-out deployment: db 10 the cache and shared rate limiter, db 11 the broker (both flushed).
 
 Three runs of one model through the real engine (`services.sync_now`, as `manage.py sync` does), against a fast
 local upstream served by gunicorn on loopback (cursor pagination, `updated_after` filter):
@@ -15,6 +16,7 @@ Prints a Markdown table and, with --json, writes the figures. `run()` returns th
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 from datetime import datetime, timezone
@@ -23,6 +25,9 @@ from urllib.parse import parse_qsl
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DATABASE = "bench_sync"
 DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DATABASE}"
+# Other benchmarks: `bench` with Redis 13/12, `bench_ratelimit` with 9/8.
+REDIS_URL = "redis://127.0.0.1:6379"
+BROKER_DB, CACHE_DB = 11, 10
 
 
 # --- The upstream (gunicorn tests.bench.sync_bench:upstream_app, one process) ------------------------------------------
@@ -83,18 +88,21 @@ def upstream_app(environ, start_response):
 
 # --- The benchmark -----------------------------------------------------------------------------------------------------
 
-def _fresh_database() -> None:
+def _fresh_stores() -> None:
+    """Drop and create `bench_sync`; empty this benchmark's Redis databases (stale limiter state would skew it)."""
     import psycopg
+    import redis
 
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
         admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
         admin.execute(f"CREATE DATABASE {DATABASE}")
+    for db in (BROKER_DB, CACHE_DB):
+        redis.Redis.from_url(f"{REDIS_URL}/{db}", socket_timeout=10).flushdb()
 
 
 def _setup_django() -> None:
-    os.environ["DATABASE_URL"] = DATABASE_URL
-    for name in ("DRAMATIQ_BROKER_URL", "CACHE_URL"):  # in-memory broker, database cache: nothing shared
-        os.environ.pop(name, None)
+    os.environ.update(DATABASE_URL=DATABASE_URL, CACHE_URL=f"{REDIS_URL}/{CACHE_DB}",
+                      DRAMATIQ_BROKER_URL=f"{REDIS_URL}/{BROKER_DB}")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "integration_platform.settings")
     import django
 
@@ -104,12 +112,22 @@ def _setup_django() -> None:
     call_command("migrate", verbosity=0)
 
 
-def _figures(run) -> dict:
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed_sync(sync_now, connection, **options) -> dict:
+    """One run's figures, with the CPU seconds this process spent on it: steadier than duration_s on a shared
+    machine, where other processes take turns on the same cores."""
+    cpu = _cpu_s()
+    run = sync_now(connection, "contacts", **options)
+    cpu = _cpu_s() - cpu
     stored = run.added + run.updated + run.unchanged
     return {"status": run.status, "full": run.full, "added": run.added, "updated": run.updated,
             "unchanged": run.unchanged, "deleted": run.deleted, "pages": run.pages, "requests": run.requests,
             "duration_s": run.duration_s, "records_per_s": round(stored / run.duration_s) if run.duration_s else None,
-            "error": run.error or None}
+            "cpu_s": round(cpu, 3), "error": run.error or None}
 
 
 def run(records: int = 100_000, page_size: int = 100, changes: int = 1000) -> dict:
@@ -118,7 +136,7 @@ def run(records: int = 100_000, page_size: int = 100, changes: int = 1000) -> di
 
     from tests.servers import gunicorn
 
-    _fresh_database()
+    _fresh_stores()
     _setup_django()
     from connections import services as connection_services
     from syncing import services
@@ -139,11 +157,11 @@ def run(records: int = 100_000, page_size: int = 100, changes: int = 1000) -> di
             organization=api_key.organization, integration_slug="bench-upstream", end_user_id="bench",
             credentials={"token": "bench-token"})
         results = {"records": records, "page_size": page_size}
-        results["full"] = _figures(services.sync_now(connection, "contacts", full=True))
+        results["full"] = _timed_sync(services.sync_now, connection, full=True)
         results["stored"] = Record.objects.filter(connection=connection).count()
-        results["incremental_unchanged"] = _figures(services.sync_now(connection, "contacts"))
+        results["incremental_unchanged"] = _timed_sync(services.sync_now, connection)
         urllib.request.urlopen(urllib.request.Request(f"{url}/_touch?count={changes}", method="POST"), timeout=60)
-        results["incremental_changed"] = _figures(services.sync_now(connection, "contacts"))
+        results["incremental_changed"] = _timed_sync(services.sync_now, connection)
         results["changes"] = changes
     return results
 
@@ -152,11 +170,11 @@ def markdown(results: dict) -> str:
     rows = [("Full sync", results["full"]), ("Incremental, nothing changed", results["incremental_unchanged"]),
             (f"Incremental, {results['changes']:,} changed", results["incremental_changed"])]
     lines = [f"### Syncing: {results['records']:,} records, {results['page_size']} per page, PostgreSQL",
-             "", "| run | status | requests | added | updated | unchanged | duration_s | records/s |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+             "", "| run | status | requests | added | updated | unchanged | duration_s | records/s | CPU s (syncing process) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for label, f in rows:
         lines.append(f"| {label} | {f['status']} | {f['requests']:,} | {f['added']:,} | {f['updated']:,} | "
-                     f"{f['unchanged']:,} | {f['duration_s']} | {f['records_per_s'] or '—'} |")
+                     f"{f['unchanged']:,} | {f['duration_s']} | {f['records_per_s'] or '—'} | {f.get('cpu_s', '—')} |")
     return "\n".join(lines)
 
 

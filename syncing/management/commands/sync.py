@@ -37,8 +37,11 @@ class Command(JsonCommand):
                 continue
             finally:
                 self._end_progress()
-            if run is not None:
-                runs.append(self._summary(run))
+            if run is None:
+                continue
+            if run.error:
+                self.stderr.write(f"{run.model}: {run.status}: {run.error}")
+            runs.append(self._summary(run))
         result = {"runs": runs}
         if busy:
             self.stdout.write(json.dumps({**result, "error": "Already syncing elsewhere.", "error_details": busy}))
@@ -57,7 +60,7 @@ class Command(JsonCommand):
 
     @staticmethod
     def _summary(run) -> dict:
-        return {"model": run.model, "status": run.status, "full": run.full, "added": run.added,
-                "updated": run.updated, "unchanged": run.unchanged, "deleted": run.deleted, "skipped": run.skipped,
-                "pages": run.pages, "requests": run.requests, "started_at": services.iso(run.started_at),
-                "finished_at": services.iso(run.finished_at), "duration_s": run.duration_s, "error": run.error or None}
+        return {"model": run.model, "status": run.status, "added": run.added, "updated": run.updated,
+                "unchanged": run.unchanged, "deleted": run.deleted, "requests": run.requests,
+                "started_at": services.iso(run.started_at), "finished_at": services.iso(run.finished_at),
+                "duration_s": run.duration_s}
