@@ -243,10 +243,11 @@ RATE_LIMIT_MAX_PAUSE_SECONDS = env.float("RATE_LIMIT_MAX_PAUSE_SECONDS", default
 
 # Syncing (issue #8): incremental pulls of catalog `sync_models` into stored records.
 SYNC_REQUEST_TIMEOUT = env.float("SYNC_REQUEST_TIMEOUT", default=30.0)
-# Retries of one page request (408, 429, 5xx, unreachable): backoff from the base, doubling; Retry-After wins.
+# Retries of one page request (408, 429, 5xx, unreachable): the background backoff (1 min, 2 min, 4 min, with up
+# to 25 % jitter; a longer Retry-After wins), capped. SYNC_LOST_AFTER_SECONDS must stay above the cap.
 SYNC_MAX_RETRIES = env.int("SYNC_MAX_RETRIES", default=3)
-SYNC_RETRY_BASE_SECONDS = env.float("SYNC_RETRY_BASE_SECONDS", default=1.0)
-SYNC_RETRY_MAX_WAIT_SECONDS = env.float("SYNC_RETRY_MAX_WAIT_SECONDS", default=60.0)
+SYNC_RETRY_BASE_SECONDS = env.float("SYNC_RETRY_BASE_SECONDS", default=60.0)
+SYNC_RETRY_MAX_WAIT_SECONDS = env.float("SYNC_RETRY_MAX_WAIT_SECONDS", default=600.0)
 # How long one page may wait for our own rate-limit permits before the run fails (to run again later).
 SYNC_RATE_LIMIT_MAX_WAIT_SECONDS = env.float("SYNC_RATE_LIMIT_MAX_WAIT_SECONDS", default=300.0)
 SYNC_MAX_PAGES = env.int("SYNC_MAX_PAGES", default=100000)

@@ -93,6 +93,11 @@ def function_call_record(exchange: client.Exchange, *, connection: Connection, d
     return call
 
 
+def passthrough_function_ids(integration_id):
+    """The id of the integration's passthrough function (the first by name), as a query."""
+    return Function.objects.filter(integration_id=integration_id, type=Function.TYPE_PASSTHROUGH).order_by("name").values("pk")
+
+
 def function_call_row(exchange: client.Exchange, *, connection: Connection, dialect: str, mode: str,
                       extra_secrets=(), store_bodies: bool = True) -> FunctionCall:
     """The unsaved log row of an executed call, redacted and size-capped (syncing writes its rows in bulk)."""
@@ -112,8 +117,7 @@ def function_call_row(exchange: client.Exchange, *, connection: Connection, dial
         connection=connection,
         integration_id=connection.integration_id,
         # Looked up by the INSERT itself: one statement less per call, and always the current row (admin may edit it).
-        function_id=Subquery(Function.objects.filter(integration_id=connection.integration_id,
-                                                     type=Function.TYPE_PASSTHROUGH).order_by("name").values("pk")[:1]),
+        function_id=Subquery(passthrough_function_ids(connection.integration_id)[:1]),
         dialect=dialect,
         mode=mode,
         method=exchange.method,

@@ -13,7 +13,6 @@ import logging
 import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone as dt_timezone
-from email.utils import parsedate_to_datetime
 
 from django.conf import settings
 from django.db import IntegrityError, connection as db_connection, transaction
@@ -21,10 +20,11 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from connections import client
-from connections.models import Connection, Function
+from connections.models import Connection
 from integration_platform.errors import ConnectionUnusable, PlatformError, RateLimited
 from passthrough.models import FunctionCall
-from passthrough.services import function_call_row
+from passthrough.retries import retry_delay
+from passthrough.services import function_call_row, passthrough_function_ids
 from syncing.models import Record, SyncRun, SyncState
 from syncing.pagination import PaginationError, dig, first_page, next_page
 from syncing.spec import SyncModelSpec
@@ -141,9 +141,7 @@ class CallLog:
             return
         rows, self.rows, self.written_at = self.rows, [], time.monotonic()
         # Each row would look the function up in its own subquery: once for the batch is cheaper to compile.
-        function_id = (Function.objects.filter(integration_id=self.connection.integration_id,
-                                               type=Function.TYPE_PASSTHROUGH).order_by("name")
-                       .values_list("pk", flat=True).first())
+        function_id = passthrough_function_ids(self.connection.integration_id).values_list("pk", flat=True).first()
         for row in rows:
             row.function_id = function_id
         try:
@@ -190,29 +188,13 @@ def _fetch(run, target: client.Target, calls: CallLog):
 
 
 def _retry_wait(exchange, attempt: int) -> float | None:
-    """Seconds before the next attempt, or None if repeating cannot help."""
+    """Seconds before the next attempt (the shared background backoff: 1 min, 2 min... with jitter, or the
+    upstream's Retry-After if longer, capped), or None if repeating cannot help."""
     response = exchange.response
     if exchange.error is None and response.status not in (408, 429) and response.status < 500:
         return None
-    backoff = settings.SYNC_RETRY_BASE_SECONDS * 2 ** attempt
-    if response is not None and response.status in (429, 503):
-        told = retry_after_seconds(response.header("Retry-After"))
-        if told is not None:
-            return min(told, settings.SYNC_RETRY_MAX_WAIT_SECONDS)
-    return min(backoff, settings.SYNC_RETRY_MAX_WAIT_SECONDS)
-
-
-def retry_after_seconds(value) -> float | None:
-    """Retry-After as seconds from now: delta-seconds or an HTTP-date; None if absent or unreadable."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        return max(0.0, (parsedate_to_datetime(value) - datetime.now(dt_timezone.utc)).total_seconds())
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
+    wait = retry_delay(attempt + 1, settings.SYNC_RETRY_BASE_SECONDS, response, time.time())
+    return min(wait, settings.SYNC_RETRY_MAX_WAIT_SECONDS)
 
 
 def _read(response, spec):
