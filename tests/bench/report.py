@@ -145,7 +145,7 @@ def write(path: Path, data: dict) -> None:
     m = data["machine"]
     L = []
     w = L.append
-    w("# Benchmarks: native passthrough (issue #4) and async passthrough (issue #5)\n")
+    w("# Benchmarks: native passthrough (issue #4), async passthrough (issue #5), rate limits (issue #6) and syncing (issue #8)\n")
     w(f"- **Date:** {data['date']} (run took {data['elapsed_min']:.1f} min)")
     w("- **Command:** `make bench` (= `.venv/bin/python -m tests.bench.run`; options: `--help`)")
     w(f"- **Commit:** {m['git']}{' (work tree had uncommitted changes)' if m['git_dirty'] else ''}")
