@@ -38,15 +38,22 @@ class OrganizationAdmin(admin.ModelAdmin):
     search_fields = ["name"]
 
 
-class WebhookAttemptInline(admin.TabularInline):
-    model = WebhookAttempt
-    fields = ["number", "response_status", "error", "duration_ms", "created_at"]
-    readonly_fields = fields
+class ReadOnlyInline(admin.TabularInline):
+    """Rows shown beside their parent, never added, edited or deleted there (set `fields`)."""
+
     extra = 0
     can_delete = False
 
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
+
     def has_add_permission(self, request, obj=None):
         return False
+
+
+class WebhookAttemptInline(ReadOnlyInline):
+    model = WebhookAttempt
+    fields = ["number", "response_status", "error", "duration_ms", "created_at"]
 
 
 @admin.register(WebhookDelivery)
@@ -133,15 +140,9 @@ class IntegrationForm(forms.ModelForm):
         return super().save(commit)
 
 
-class FunctionInline(admin.TabularInline):
+class FunctionInline(ReadOnlyInline):
     model = Function
     fields = ["name", "type", "description"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Integration)

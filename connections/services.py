@@ -5,6 +5,7 @@ from django.db import transaction
 from connections.catalog import validate_entry
 from connections.models import ApiKey, Connection, Integration, Organization
 from integration_platform.errors import InvalidInput, NotFound
+from integration_platform.validation import named_entries_problems
 from syncing.services import connection_linked
 
 AUTH_CONFIG_SECRET_KEYS = ("client_secret",)
@@ -15,15 +16,7 @@ def catalog_load(document) -> dict:
     if not isinstance(document, dict) or not isinstance(document.get("integrations"), list):
         raise InvalidInput("Invalid catalog.", ['The file must be a JSON object {"integrations": [...]}.'])
     entries = document["integrations"]
-    errors = []
-    seen = set()
-    for i, entry in enumerate(entries):
-        slug = entry.get("slug") if isinstance(entry, dict) and isinstance(entry.get("slug"), str) else None
-        label = f"integrations[{i}]" + (f" ({slug})" if slug is not None else "")
-        errors += [f"{label} {problem}" for problem in validate_entry(entry)]
-        if slug is not None and slug in seen:
-            errors.append(f"{label} slug: Duplicate slug.")
-        seen.add(slug)
+    errors = named_entries_problems(entries, "integrations", "slug", validate_entry, "Duplicate slug.")
     if errors:
         raise InvalidInput("Invalid catalog.", errors)
     created = updated = 0

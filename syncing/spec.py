@@ -15,6 +15,8 @@ walk into nested objects; `records_field: ""` means the answer itself is the lis
 import re
 from dataclasses import dataclass
 
+from integration_platform.validation import named_entries_problems
+
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
 STYLES = ("cursor", "page", "offset", "link_header", "next_url", "none")
 # The query parameter (or body field) each style cannot work without.
@@ -133,15 +135,7 @@ def validate_sync_models(models) -> list[str]:
     """Every problem of a catalog entry's `sync_models`, as `sync_models[i] (name) field: message` lines."""
     if not isinstance(models, list):
         return ["sync_models: Must be a list."]
-    errors, seen = [], set()
-    for i, model in enumerate(models):
-        name = model.get("name") if isinstance(model, dict) and isinstance(model.get("name"), str) else None
-        label = f"sync_models[{i}]" + (f" ({name})" if name is not None else "")
-        errors += [f"{label} {problem}" for problem in _validate_model(model)]
-        if name is not None and name in seen:
-            errors.append(f"{label} name: Duplicate model name.")
-        seen.add(name)
-    return errors
+    return named_entries_problems(models, "sync_models", "name", _validate_model, "Duplicate model name.")
 
 
 def sync_model_specs(integration) -> list["SyncModelSpec"]:
