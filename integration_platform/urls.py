@@ -10,6 +10,7 @@ from passthrough.api.passthrough_views import (
     AsyncPassthroughView,
     PassthroughView,
 )
+from functions.mcp import mcp_endpoint
 from functions.views import FunctionView
 from passthrough.api.views import FunctionCallViewSet
 
@@ -41,6 +42,7 @@ urlpatterns = [
     path("unified/", include("passthrough.dialects.unified")),
     re_path(r"^integry(?:/+|$)", include("functions.integry")),
     re_path(r"^echo/(?P<path>.*)$", echo, name="echo"),
+    re_path(r"^mcp/?$", mcp_endpoint, name="mcp"),
 ]
 
 handler404 = "integration_platform.errors.json_not_found"
