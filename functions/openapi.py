@@ -12,6 +12,7 @@ import jsonref
 import yaml
 from openapi_spec_validator import validate as validate_openapi
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
+from referencing.exceptions import Unresolvable
 
 from connections.models import Function
 
@@ -76,6 +77,8 @@ def load_document(text: str, base_uri: str = "") -> dict:
         validate_openapi(document, base_uri=base_uri)
     except OpenAPIValidationError as exc:
         raise DocumentError(f"{json_pointer(list(exc.absolute_path))}: {exc.message}") from None
+    except Unresolvable as exc:
+        raise DocumentError(f"Cannot resolve $ref {exc.ref!r}.") from None
     return document
 
 
@@ -88,8 +91,8 @@ def kebab(text: str) -> str:
 def base_name(slug: str, method: str, path: str, operation: dict) -> str:
     if operation.get("operationId"):
         return f"{slug}-{kebab(str(operation['operationId']))}"
-    segments = [re.sub(r"[{}]", "", segment) for segment in path.split("/") if segment]
-    return f"{slug}-" + kebab("-".join([method, *segments]))
+    words = "-".join([method, *path.replace("{", "").replace("}", "").split("/")]).lower()
+    return f"{slug}-" + re.sub(r"[^a-z0-9]+", "-", words).strip("-")
 
 
 def plain(value):

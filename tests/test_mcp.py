@@ -115,6 +115,12 @@ def test_call_tool_runs_the_function_upstream_with_credentials(platform):
     assert received["headers"]["X-Request-Priority"] == "high"
     assert "X-Account-Token" not in received["headers"]
     assert json.loads(result.content[0].text) == result.structured_content
+    url, keys, _ = platform
+    [logged] = [row for row in httpx2.get(f"{url}/api/v1/function-calls", timeout=60,
+                                          headers={"Authorization": f"Bearer {keys['alice']}"}).json()["results"]
+                if row["function"] == "echo-post-message"]
+    assert logged["dialect"] == "mcp"
+    assert logged["url"].endswith("/echo/channels/sales/messages")
 
 
 def test_invalid_arguments_are_a_tool_error_and_nothing_is_sent(platform):
