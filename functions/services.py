@@ -244,8 +244,13 @@ def callable_function(name: str) -> Function:
     return function
 
 
+# Words that say nothing about which function is meant ("post *a* message *to* my channel").
+STOP_WORDS = frozenset("a an and are as at be by can for from i in into is it me my of on or our please the this to "
+                       "we with you your".split())
+
+
 def words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9]+", openapi.kebab(text).replace("-", " "))
+    return [w for w in re.findall(r"[a-z0-9]+", openapi.kebab(text).replace("-", " ")) if w not in STOP_WORDS]
 
 
 def functions_predicted(prompt: str, candidates) -> list[Function]:
