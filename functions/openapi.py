@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 import jsonref
 import yaml
-from openapi_spec_validator import validate as validate_openapi
+from jsonschema_path import SchemaPath
+from openapi_spec_validator.shortcuts import get_validator_cls
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 from referencing.exceptions import Unresolvable
 
@@ -68,13 +69,16 @@ def parse_document(text: str) -> dict:
     return json.loads(json.dumps(document, default=str))  # YAML dates etc. become strings; keys become strings
 
 
-def load_document(text: str, base_uri: str = "") -> dict:
+def load_document(text: str, base_uri: str = "", loader=None) -> dict:
+    """Parse and validate a document; `loader(uri) -> dict` reads the other documents its `$ref`s name."""
     document = parse_document(text)
     version = str(document.get("openapi", ""))
     if not re.fullmatch(r"3\.[01]\.\d+(-.+)?", version):
         raise DocumentError(f"/openapi: {version or 'missing'!s} is not OpenAPI 3.0.x or 3.1.x.")
+    # Our loader for every scheme: the validator's own would fetch with `requests`, past the outbound client.
+    handlers = {scheme: loader for scheme in ("http", "https", "file", "<all_urls>")} if loader else {}
     try:
-        validate_openapi(document, base_uri=base_uri)
+        get_validator_cls(document)(SchemaPath.from_dict(document, base_uri=base_uri, handlers=handlers)).validate()
     except OpenAPIValidationError as exc:
         raise DocumentError(f"{json_pointer(list(exc.absolute_path))}: {exc.message}") from None
     except Unresolvable as exc:

@@ -8,7 +8,9 @@ import json
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from urllib.parse import quote, urlencode
+from pathlib import Path
+from urllib.parse import quote, urlencode, urlsplit
+from urllib.request import url2pathname
 
 from django.db import transaction
 from jsonschema import Draft202012Validator
@@ -54,15 +56,26 @@ def document_text(source: str) -> tuple[str, str]:
         return response.body.decode("utf-8", errors="replace"), source
     try:
         with open(source, encoding="utf-8") as document:
-            return document.read(), ""
+            return document.read(), Path(source).resolve().as_uri()
     except (OSError, UnicodeDecodeError) as exc:
         raise openapi.DocumentError(f"Cannot read {source}: {exc}") from None
 
 
-def remote_ref_loader(uri: str):
-    """jsonref's loader for a `$ref` to another document: fetched like SOURCE, through the outbound client."""
-    text, _ = document_text(uri)
-    return openapi.parse_document(text)
+def ref_loader(base_uri: str):
+    """Reads the documents `$ref`s name, like SOURCE: http(s) through the outbound client; local files only for a
+    document that is itself a local file (a fetched document must not read this machine's files)."""
+
+    def load(uri: str) -> dict:
+        uri = uri.split("#", 1)[0]
+        if uri.startswith("file:"):
+            if not base_uri.startswith("file:"):
+                raise openapi.DocumentError(f"Cannot read {uri}: a fetched document cannot refer to local files.")
+            text, _ = document_text(url2pathname(urlsplit(uri).path))
+        else:
+            text, _ = document_text(uri)
+        return openapi.parse_document(text)
+
+    return load
 
 
 def openapi_import(*, integration_slug: str, text: str, base_uri: str = "", tags=(), operations=(),
@@ -75,8 +88,9 @@ def openapi_import(*, integration_slug: str, text: str, base_uri: str = "", tags
     integration = Integration.objects.filter(slug=integration_slug).first()
     if integration is None:
         raise openapi.DocumentError(f"Unknown integration {integration_slug!r}.")
-    document = openapi.load_document(text, base_uri)
-    read = openapi.function_definitions(integration, document, base_uri, loader=remote_ref_loader)
+    loader = ref_loader(base_uri)
+    document = openapi.load_document(text, base_uri, loader)
+    read = openapi.function_definitions(integration, document, base_uri, loader=loader)
     wanted = [d for d in read.definitions
               if (not tags and not operations) or set(d.tags) & set(tags) or d.operation_id in operations]
     taken = set(Function.objects.filter(name__in=[d.name for d in wanted]).exclude(integration=integration)

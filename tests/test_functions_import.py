@@ -210,3 +210,44 @@ def test_source_may_be_a_url(zoo, local_server):
     summary = import_openapi("--integration", "zoo", f"{local_server.url}/openapi.json")
     assert summary["created"] == 7
     assert local_server.requests[0].path == "/openapi.json"
+
+
+SPLIT_MAIN = {"openapi": "3.1.0", "info": {"title": "Split", "version": "1"}, "paths": {"/things": {"post": {
+    "operationId": "createThing", "requestBody": {"content": {"application/json": {"schema": {"$ref": "REF"}}}},
+    "responses": {"200": {"description": "ok"}}}}}}
+SPLIT_SCHEMAS = {"Thing": {"type": "object", "properties": {"label": {"type": "string"}}}}
+
+
+def split_document(ref: str) -> str:
+    return json.dumps(SPLIT_MAIN).replace("REF", ref)
+
+
+def test_refs_to_a_sibling_file_are_resolved(zoo, tmp_path):
+    (tmp_path / "schemas.json").write_text(json.dumps(SPLIT_SCHEMAS))
+    (tmp_path / "main.json").write_text(split_document("schemas.json#/Thing"))
+    import_openapi("--integration", "zoo", tmp_path / "main.json")
+    assert typed(zoo)["zoo-create-thing"].parameters["properties"] == {"label": {"type": "string"}}
+
+
+def test_remote_refs_are_fetched_through_the_outbound_client(zoo, local_server):
+    from tests.network import reply
+
+    def app(received):
+        body = split_document("schemas.json#/Thing") if received.path == "/api/main.json" else json.dumps(SPLIT_SCHEMAS)
+        return reply(200, [("Content-Type", "application/json")], body.encode())
+
+    local_server.app = app
+    import_openapi("--integration", "zoo", f"{local_server.url}/api/main.json")
+    assert typed(zoo)["zoo-create-thing"].parameters["properties"] == {"label": {"type": "string"}}
+    assert "/api/schemas.json" in [r.path for r in local_server.requests]
+
+
+def test_a_fetched_document_cannot_read_local_files(zoo, local_server, tmp_path):
+    from tests.network import reply
+
+    (tmp_path / "schemas.json").write_text(json.dumps(SPLIT_SCHEMAS))
+    ref = (tmp_path / "schemas.json").as_uri() + "#/Thing"
+    local_server.app = lambda received: reply(200, [("Content-Type", "application/json")], split_document(ref).encode())
+    with pytest.raises(CommandError, match="a fetched document cannot refer to local files"):
+        import_openapi("--integration", "zoo", f"{local_server.url}/main.json")
+    assert typed(zoo) == {}
