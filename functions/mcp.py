@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import mcp_types as types
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse, JsonResponse
 from django.http.request import validate_host
 from django.views.decorators.csrf import csrf_exempt
@@ -145,6 +146,8 @@ def mcp_endpoint(request):
         return response
     try:
         message = json.loads(request.body)
+    except RequestDataTooBig:
+        return JsonResponse(native_body("The request body is too large."), status=413)
     except (ValueError, RecursionError):
         return rpc_error(None, types.PARSE_ERROR, "Parse error: the body is not JSON.", status=400)
     if isinstance(message, dict) and "id" not in message and isinstance(message.get("method"), str):

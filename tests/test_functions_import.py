@@ -129,6 +129,17 @@ class TestOpenApi31:
         assert typed(zoo)["zoo-get-x"].parameters["properties"]["q"] == {"type": ["integer", "null"], "exclusiveMinimum": 0}
 
 
+    def test_an_uncompilable_pattern_is_an_invalid_document(self, zoo, tmp_path):
+        document = {"openapi": "3.1.0", "info": {"title": "t", "version": "1"}, "paths": {"/x": {"get": {
+            "operationId": "getX", "parameters": [{"name": "q", "in": "query", "schema": {"type": "string", "pattern": "[a-"}}],
+            "responses": {"200": {"description": "ok"}}}}}}
+        source = tmp_path / "doc.json"
+        source.write_text(json.dumps(document))
+        with pytest.raises(CommandError, match="'\\[a-' is not a 'regex'"):
+            import_openapi("--integration", "zoo", source)
+        assert typed(zoo) == {}
+
+
 class TestFiltersReimportPrune:
     def test_tag_and_operation_filters_keep_matching_operations(self, zoo):
         summary = import_openapi("--integration", "zoo", ZOO, "--tag", "staff", "--operation", "create_animal")

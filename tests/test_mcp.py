@@ -7,6 +7,7 @@ The server runs on its own SQLite file (both legs): its catalog's `echo` integra
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -39,7 +40,8 @@ def serve_platform(tmp_path):
     catalog = tmp_path / "catalog.json"
     catalog.write_text(json.dumps({"integrations": [
         {"slug": "echo", "name": "Local Echo", "base_url": f"http://127.0.0.1:{port}/echo", "auth": {"scheme": "bearer"}},
-        {"slug": "other", "name": "Other", "base_url": f"http://127.0.0.1:{port}/echo", "auth": {"scheme": "bearer"}},
+        {"slug": "other", "name": "Other", "base_url": f"http://127.0.0.1:{port}/echo", "auth": {"scheme": "bearer"},
+         "rate_limits": [{"requests": 1, "per_seconds": 3600}]},
     ]}))
     manage(env, "migrate", "--noinput", "-v", "0")
     manage(env, "load_catalog", str(catalog))
@@ -47,6 +49,9 @@ def serve_platform(tmp_path):
     keys = {org: json.loads(manage(env, "create_api_key", org))["key"] for org in ("alice", "bob")}
     token = json.loads(manage(env, "create_connection", "--org", "alice", "--integration", "echo", "--end-user", "u1",
                               "--credentials", json.dumps({"token": TOKEN})))["account_token"]
+    other_token = json.loads(manage(env, "create_connection", "--org", "alice", "--integration", "other", "--end-user",
+                                    "u1", "--credentials", json.dumps({"token": TOKEN})))["account_token"]
+    keys["other-token"] = other_token
     process = subprocess.Popen([sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2",
                                 "--threads", "4"], cwd=ROOT, env=env, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -163,3 +168,52 @@ def test_unknown_method_is_answered_at_once_with_32601(platform):
                          json={"jsonrpc": "2.0", "id": 7, "method": "server/discover", "params": {}}, timeout=60)
     assert answer.status_code == 200
     assert answer.json() == {"jsonrpc": "2.0", "id": 7, "error": {"code": -32601, "message": "Method not found: server/discover"}}
+
+
+@pytest.mark.parametrize("body, status, code", [
+    (b"not json", 400, -32700),
+    (b'[{"jsonrpc": "2.0", "id": 1, "method": "ping"}]', 400, -32600),
+    (b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": 5}}', 200, -32602),
+    (b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "nope", "arguments": {}}}', 200, -32602),
+])
+def test_bad_messages_get_json_rpc_errors(platform, body, status, code):
+    answer = httpx2.post(f"{platform[0]}/mcp", content=body, timeout=60,
+                         headers={**alice_headers(platform), "Content-Type": "application/json"})
+    assert answer.status_code == status
+    assert answer.json()["error"]["code"] == code
+
+
+def test_stateless_no_stream_no_session_and_foreign_origins_refused(platform):
+    url, headers = platform[0], alice_headers(platform)
+    assert httpx2.get(f"{url}/mcp", headers=headers, timeout=60).status_code == 405
+    assert httpx2.delete(f"{url}/mcp", headers=headers, timeout=60).status_code == 405
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    assert httpx2.post(f"{url}/mcp", json=ping, headers={**headers, "Origin": "http://evil.test"}, timeout=60).status_code == 403
+    answer = httpx2.post(f"{url}/mcp", json=ping, headers={**headers, "Origin": "http://localhost:3000"}, timeout=60)
+    assert answer.json() == {"jsonrpc": "2.0", "id": 1, "result": {}}
+
+
+def test_upstream_error_status_is_a_tool_error(platform):
+    url = platform[0]
+
+    async def steps(session):
+        # Our own API on the base URL's host, with the injected token as its key: the upstream answers 401.
+        return await session.call_tool("echo-passthrough-request", {"method": "GET", "url": f"{url}/api/v1/integrations"})
+
+    _, result = run_session(url, alice_headers(platform), steps)
+    assert result.is_error is True
+    assert result.structured_content["network_code"] == "401"
+
+
+def test_rate_limited_call_is_a_tool_error_with_retry_after(platform):
+    url, keys, _ = platform
+    headers = {"Authorization": f"Bearer {keys['alice']}", "X-Account-Token": keys["other-token"]}
+
+    async def steps(session):
+        call = {"method": "GET", "url": "/contacts"}
+        return [await session.call_tool("other-passthrough-request", call) for _ in range(2)]
+
+    _, (first, second) = run_session(url, headers, steps)
+    assert first.is_error is False
+    assert second.is_error is True
+    assert re.search(r"Retry after \d+ seconds", second.content[0].text)
