@@ -20,6 +20,7 @@ from passthrough.dialects.integry import CALL_REFUSED, Caller, connected_integra
 from passthrough.models import FunctionCall
 from passthrough.retries import requested_retries
 
+
 def function_json(function: Function, include_meta: bool) -> dict:
     data = {"name": function.name, "description": function.description,
             "parameters": services.integry_schema(function.parameters)}
@@ -34,13 +35,9 @@ def wants_meta(request) -> bool:
     return "meta" in [part.strip().lower() for part in request.GET.get("include", "").split(",")]
 
 
-def functions():
-    return Function.objects.callable().select_related("integration")
-
-
 @integry_endpoint
 def functions_list(request, caller, body):
-    found = functions()
+    found = services.callable_functions()
     params = request.GET
     if kind := params.get("type"):
         if kind.lower() not in FUNCTION_TYPES:
@@ -73,7 +70,7 @@ def function_get(request, caller, body, name):
 def functions_predict(request, caller, body):
     # Lexical ranking only: no model, nothing leaves the machine; `predict_arguments` is not offered.
     prompt = body.get("prompt")
-    predicted = services.functions_predicted(prompt if isinstance(prompt, str) else "", functions())
+    predicted = services.functions_predicted(prompt if isinstance(prompt, str) else "", services.callable_functions())
     meta = wants_meta(request)
     return {"functions": [function_json(function, meta) for function in predicted]}
 
@@ -109,7 +106,7 @@ def function_call(request, caller, body, name):
     account_id = request.GET.get("connected_account_id", "").strip()
     try:
         connection = connection_for_call(caller, function.integration, account_id)
-        arguments = {name: value for name, value in body.items() if name not in ("_variables", "_cursor")}
+        arguments = {key: value for key, value in body.items() if key not in ("_variables", "_cursor")}
         return services.function_call(function=function, connection=connection, arguments=arguments,
                                       dialect=FunctionCall.DIALECT_INTEGRY, extra_secrets=caller.secrets,
                                       retries=requested_retries(request))

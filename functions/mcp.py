@@ -26,7 +26,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERS
 from pydantic import ValidationError
 
 from connections.authentication import api_key_from_secret, bearer_value
-from connections.models import Connection, Function
+from connections.models import Connection
 from functions import services
 from integration_platform.errors import InvalidInput, NotAuthenticated, PlatformError, native_body
 from passthrough.connection_lookup import ACCOUNT_TOKEN_HEADER, caller_secrets, connection_by_account_token
@@ -75,7 +75,7 @@ def authenticated_connection(request) -> Connection:
 
 
 def tools_of(connection: Connection):
-    return Function.objects.callable().filter(integration_id=connection.integration_id).select_related("integration")
+    return services.callable_functions().filter(integration_id=connection.integration_id)
 
 
 def tool_list(connection: Connection, params) -> dict:

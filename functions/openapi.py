@@ -16,6 +16,7 @@ from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 from referencing.exceptions import Unresolvable
 
 from connections.models import Function
+from passthrough.services import METHODS as PASSTHROUGH_METHODS
 
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")  # document order of the spec
 QUERY_METHODS = ("get", "head")
@@ -190,6 +191,8 @@ class Unimportable(Exception):
 
 
 def definition_for(integration, method: str, path: str, path_item: dict, operation: dict) -> FunctionDefinition:
+    if method.upper() not in PASSTHROUGH_METHODS:
+        raise Unimportable(f"{method.upper()} requests are not sent through the platform")
     properties, required, arguments = {}, [], {}
     skip_headers = auth_header_names(integration) | RESERVED_HEADERS
     for parameter in merged_parameters(path_item, operation):

@@ -112,7 +112,8 @@ def openapi_import(*, integration_slug: str, text: str, base_uri: str = "", tags
             in_document = {d.name for d in read.definitions}
             stale = (Function.objects.filter(integration=integration).exclude(type=Function.TYPE_PASSTHROUGH)
                      .exclude(name__in=in_document))
-            summary.deleted, _ = stale.delete()
+            summary.deleted = stale.count()
+            stale.delete()  # their call-log rows stay, without a function
     return summary
 
 
@@ -249,9 +250,13 @@ def function_call(*, function: Function, connection: Connection, arguments, dial
 
 # --- Finding functions ----------------------------------------------------------------------------------------------
 
+def callable_functions():
+    return Function.objects.callable().select_related("integration")
+
+
 def callable_function(name: str) -> Function:
     """An enabled function of an enabled integration, or NotFound."""
-    function = (Function.objects.callable().filter(name=name).select_related("integration").first()
+    function = (callable_functions().filter(name=name).first()
                 if "\x00" not in name else None)  # a URL's %00 names nothing (and PostgreSQL refuses NUL in a query)
     if function is None:
         raise NotFound("Function not found.")

@@ -86,9 +86,10 @@ class TestOpenApi30:
 
 
 class TestOpenApi31:
-    def test_summary_skips_cookie_operations_with_the_reason(self, zoo):
+    def test_summary_skips_cookie_and_trace_operations_with_the_reason(self, zoo):
         summary = import_openapi("--integration", "zoo", ZOO)
-        assert summary["skipped"] == [{"operation": "currentKeeper", "reason": "cookie parameter 'session' cannot be sent"}]
+        assert summary["skipped"] == [{"operation": "currentKeeper", "reason": "cookie parameter 'session' cannot be sent"},
+                                      {"operation": "traceKeeper", "reason": "TRACE requests are not sent through the platform"}]
         assert summary["created"] == 7
 
     def test_names_kebab_case_method_path_fallback_and_clash_suffix(self, zoo):
