@@ -37,7 +37,6 @@ class DocumentError(Exception):
 
 @dataclass
 class FunctionDefinition:
-    operation_key: str  # "GET /pets/{petId}", for messages
     tags: list
     operation_id: str
     base_name: str  # before the clash suffix
@@ -145,6 +144,12 @@ def json_schema(node, ancestors=frozenset()):
     return schema
 
 
+def schema_object(node) -> dict:
+    """`json_schema` as an object: the boolean schemas `true`/`false` become `{}` / `{"not": {}}`."""
+    schema = json_schema(node)
+    return schema if isinstance(schema, dict) else {} if schema else {"not": {}}
+
+
 def json_media(content: dict):
     """The (media type, media object) to use: JSON first, then a form, then the first one listed."""
     types = list(content)
@@ -203,9 +208,9 @@ def definition_for(integration, method: str, path: str, path_item: dict, operati
             continue
         if name in properties:
             raise Unimportable(f"two parameters are named {name!r}")
-        schema = dict(json_schema(parameter.get("schema", {})))
+        schema = schema_object(parameter.get("schema", {}))
         if "schema" not in parameter and parameter.get("content"):
-            schema = dict(json_schema(next(iter(parameter["content"].values())).get("schema", {})))
+            schema = schema_object(next(iter(parameter["content"].values())).get("schema", {}))
         if parameter.get("description") and "description" not in schema:
             schema["description"] = str(parameter["description"])
         properties[name] = schema
@@ -219,8 +224,8 @@ def definition_for(integration, method: str, path: str, path_item: dict, operati
     body = operation.get("requestBody")
     if isinstance(body, dict) and body.get("content"):
         body_media_type, media = json_media(body["content"])
-        schema = json_schema((media or {}).get("schema", {}))
-        body_properties = schema.get("properties") if isinstance(schema, dict) else None
+        schema = schema_object((media or {}).get("schema", {}))
+        body_properties = schema.get("properties")
         flattened = (is_json(body_media_type) and (schema.get("type") == "object" or "type" not in schema)
                      and isinstance(body_properties, dict) and not set(body_properties) & set(properties)
                      and not any(k in schema for k in SCHEMA_LISTS))
@@ -241,7 +246,6 @@ def definition_for(integration, method: str, path: str, path_item: dict, operati
         parameters["required"] = list(dict.fromkeys(required))
     text = "\n\n".join(str(operation[k]).strip() for k in ("summary", "description") if operation.get(k))
     return FunctionDefinition(
-        operation_key=f"{method.upper()} {path}",
         tags=[str(tag) for tag in operation.get("tags") or []],
         operation_id=str(operation.get("operationId") or ""),
         base_name=base_name(integration.slug, method, path, operation),

@@ -119,6 +119,16 @@ class TestOpenApi31:
         import_openapi("--integration", "zoo", ZOO)
         assert set(typed(zoo)["zoo-list-animals"].parameters["properties"]) == {"limit", "species", "vaccinated", "X-Trace"}
 
+    def test_boolean_schemas(self, zoo, tmp_path):
+        document = {"openapi": "3.1.0", "info": {"title": "t", "version": "1"}, "paths": {"/x": {"post": {
+            "operationId": "postX", "parameters": [{"name": "q", "in": "query", "schema": True}],
+            "requestBody": {"content": {"application/json": {"schema": True}}},
+            "responses": {"200": {"description": "ok"}}}}}}
+        source = tmp_path / "doc.json"
+        source.write_text(json.dumps(document))
+        import_openapi("--integration", "zoo", source)
+        assert typed(zoo)["zoo-post-x"].parameters["properties"] == {"q": {}, "body": {}}
+
     def test_nullable_of_30_becomes_a_null_type(self, zoo, tmp_path):
         document = {"openapi": "3.0.3", "info": {"title": "t", "version": "1"}, "paths": {"/x": {"get": {
             "operationId": "getX", "parameters": [{"name": "q", "in": "query", "schema": {
