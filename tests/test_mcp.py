@@ -217,3 +217,19 @@ def test_rate_limited_call_is_a_tool_error_with_retry_after(platform):
     assert first.is_error is False
     assert second.is_error is True
     assert re.search(r"Retry after \d+ seconds", second.content[0].text)
+
+
+def test_the_sdk_client_in_auto_mode_falls_back_from_discover_to_initialize(platform):
+    from mcp import Client
+
+    async def main():
+        async with httpx2.AsyncClient(headers=alice_headers(platform), timeout=60) as http:
+            async with Client(streamable_http_client(f"{platform[0]}/mcp", http_client=http)) as client:
+                listed = await client.list_tools()
+                result = await client.call_tool("echo-get-contact", {"contactId": "c-1"})
+                return client.protocol_version, listed, result
+
+    version, listed, result = asyncio.run(main())
+    assert version == "2025-11-25"
+    assert "echo-get-contact" in {tool.name for tool in listed.tools}
+    assert result.structured_content["output"]["path"] == "/contacts/c-1"
