@@ -93,7 +93,7 @@ class FunctionAdmin(admin.ModelAdmin):
                                                   base_uri=base_uri, tags=comma_list(data["tags"]),
                                                   operations=comma_list(data["operations"]), prune=data["prune"])
             except DocumentError as exc:
-                form.add_error(None, str(exc))
+                form.add_error(None, "; ".join(exc.details))
             else:
                 skipped = "; ".join(f"{s['operation']}: {s['reason']}" for s in summary.skipped)
                 self.message_user(request, f"{summary.integration}: {summary.created} created, {summary.updated} "

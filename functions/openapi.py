@@ -16,6 +16,7 @@ from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 from referencing.exceptions import Unresolvable
 
 from connections.models import Function
+from integration_platform.errors import InvalidInput
 from passthrough.services import METHODS as PASSTHROUGH_METHODS
 
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")  # document order of the spec
@@ -31,8 +32,11 @@ SCHEMA_VALUES = frozenset({"items", "additionalProperties", "not", "contains", "
 RESERVED_HEADERS = frozenset({"accept", "content-type", "authorization"})
 
 
-class DocumentError(Exception):
-    """The document cannot be read or is not valid OpenAPI 3.0/3.1; the message names the place (a JSON pointer)."""
+class DocumentError(InvalidInput):
+    """The document cannot be read or is not valid OpenAPI 3.0/3.1; the detail names the place (a JSON pointer)."""
+
+    def __init__(self, problem: str):
+        super().__init__("The OpenAPI document cannot be imported.", [problem])
 
 
 @dataclass
@@ -263,8 +267,9 @@ def function_definitions(integration, document: dict, base_uri: str = "", loader
         resolved = jsonref.replace_refs(document, base_uri=base_uri, merge_props=True, lazy_load=False,
                                         **({"loader": loader} if loader else {}))
     except jsonref.JsonRefError as exc:
+        why = "; ".join(exc.cause.details) if isinstance(exc.cause, InvalidInput) else exc.cause or exc.message
         raise DocumentError(f"{json_pointer(list(exc.path))}: cannot resolve $ref {exc.reference.get('$ref')!r}: "
-                            f"{exc.cause or exc.message}") from None
+                            f"{why}") from None
     read, taken = ReadDocument(), {integration.passthrough_function_name: 1}
     for path, path_item in (resolved.get("paths") or {}).items():
         for method in METHODS:

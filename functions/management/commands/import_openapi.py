@@ -1,14 +1,10 @@
-import json
-
-from django.core.management.base import BaseCommand, CommandError
-
 from functions import services
-from functions.openapi import DocumentError
+from integration_platform.commands import JsonCommand
 
 
-class Command(BaseCommand):
+class Command(JsonCommand):
     help = ("Create or update an integration's typed functions from an OpenAPI 3.0/3.1 document (file or URL, JSON "
-            "or YAML). The last line printed is a JSON summary.")
+            "or YAML). The last line printed is a JSON summary (or the error, with exit status 1).")
 
     def add_arguments(self, parser):
         parser.add_argument("source", help="A file path or an http(s) URL.")
@@ -19,11 +15,7 @@ class Command(BaseCommand):
         parser.add_argument("--prune", action="store_true",
                             help="Delete this integration's typed functions whose operation is no longer in the document.")
 
-    def handle(self, source, integration, tag, operation, prune, **options):
-        try:
-            text, base_uri = services.document_text(source)
-            summary = services.openapi_import(integration_slug=integration, text=text, base_uri=base_uri, tags=tag,
-                                              operations=operation, prune=prune)
-        except DocumentError as exc:
-            raise CommandError(str(exc)) from None
-        self.stdout.write(json.dumps(summary.as_json()))
+    def run(self, source, integration, tag, operation, prune, **options):
+        text, base_uri = services.document_text(source)
+        return services.openapi_import(integration_slug=integration, text=text, base_uri=base_uri, tags=tag,
+                                       operations=operation, prune=prune).as_json()
