@@ -18,6 +18,7 @@ run: install
 	$(PY) manage.py migrate --noinput --verbosity 0
 	$(PY) manage.py load_catalog catalog/demo.json
 	$(PY) manage.py setup_demo
+	$(PY) manage.py import_openapi --integration echo catalog/echo-openapi.yaml --prune
 	$(PY) manage.py serve --bind 127.0.0.1:8000
 
 test: test-sqlite test-postgres

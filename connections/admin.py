@@ -2,6 +2,7 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.html import format_html_join
@@ -151,7 +152,7 @@ class IntegrationAdmin(admin.ModelAdmin):
     list_display = ["slug", "name", "auth_scheme", "base_url", "enabled", "connection_count"]
     list_filter = ["enabled", "auth_scheme"]
     search_fields = ["slug", "name", "base_url"]
-    readonly_fields = ["rate_limit_usage"]
+    readonly_fields = ["rate_limit_usage", "openapi_import_link"]
     inlines = [FunctionInline]
 
     @admin.display(description="Connections")
@@ -164,21 +165,12 @@ class IntegrationAdmin(admin.ModelAdmin):
             return "—"
         return format_html_join("", "<div>{}</div>", ((line,) for line in ratelimit.limiter().usage(obj)))
 
-
-@admin.register(Function)
-class FunctionAdmin(admin.ModelAdmin):
-    list_display = ["name", "type", "integration"]
-    list_filter = ["type", "integration"]
-    search_fields = ["name"]
-    readonly_fields = ["integration", "name", "type", "description", "parameters_json"]
-    exclude = ["parameters"]
-
-    @admin.display(description="Parameters (JSON schema)")
-    def parameters_json(self, obj):
-        return json.dumps(obj.parameters, indent=2)
-
-    def has_add_permission(self, request):
-        return False
+    @admin.display(description="Typed functions")
+    def openapi_import_link(self, obj):
+        if obj.pk is None:
+            return "—"
+        url = reverse("admin:functions_function_import_openapi") + f"?integration={obj.slug}"
+        return format_html('<a href="{}">Import functions from an OpenAPI document</a>', url)
 
 
 class WriteOnlyTextarea(forms.Textarea):

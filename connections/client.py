@@ -535,3 +535,10 @@ def post_to_user_url(url: str, body: bytes, headers: dict, *, timeout: float, al
         check_address(ip, allow_private)
     policy = PRIVATE_ALLOWED if allow_private else PUBLIC_ONLY
     return _send_once("POST", url, headers, body, policy, time.monotonic() + timeout)
+
+
+def get_operator_url(url: str, *, timeout: float) -> UpstreamResponse:
+    """GET a URL an operator chose (an OpenAPI document to import): private addresses allowed, no redirects."""
+    _split_url(url)
+    return _send_once("GET", url, {"Accept": "application/json, application/yaml;q=0.9, */*;q=0.8"}, None,
+                      PRIVATE_ALLOWED, time.monotonic() + timeout)

@@ -172,16 +172,33 @@ def passthrough_parameters(integration):
     }
 
 
+class FunctionQuerySet(models.QuerySet):
+    def callable(self):
+        """Functions that can be listed and called: enabled, of an enabled integration."""
+        return self.filter(enabled=True, integration__enabled=True)
+
+
 class Function(models.Model):
-    """A callable function of an integration. Today every integration has exactly one: its passthrough request."""
+    """A callable function of an integration: its passthrough request, or a typed function imported from the
+    upstream's OpenAPI document (functions/openapi.py), which calls one operation."""
 
     TYPE_PASSTHROUGH = "passthrough"
+    TYPE_QUERY = "query"
+    TYPE_ACTION = "action"
+    TYPES = [(TYPE_PASSTHROUGH, "Passthrough"), (TYPE_QUERY, "Query"), (TYPE_ACTION, "Action")]
 
     integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="functions")
     name = models.CharField(max_length=200, unique=True)
-    type = models.CharField(max_length=20, choices=[(TYPE_PASSTHROUGH, "Passthrough")], default=TYPE_PASSTHROUGH)
+    type = models.CharField(max_length=20, choices=TYPES, default=TYPE_PASSTHROUGH)
     description = models.TextField()
-    parameters = models.JSONField()
+    parameters = models.JSONField(help_text="JSON Schema of the arguments object.")
+    output = models.JSONField(null=True, blank=True, help_text="JSON Schema of the upstream's 2xx JSON answer.")
+    # {"method", "path", "arguments": {argument: {"in": path|query|header|body|body_property, "name"}},
+    #  "body_media_type"}; empty for the passthrough function.
+    operation = models.JSONField(default=dict, blank=True)
+    enabled = models.BooleanField(default=True)
+
+    objects = FunctionQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]

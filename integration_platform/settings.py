@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "connections",
     "passthrough",
     "syncing",
+    "functions",
 ]
 
 MIDDLEWARE = [

@@ -8,9 +8,10 @@ from connections.api.views import ConnectionViewSet, FunctionViewSet, Integratio
 from passthrough.api.passthrough_views import (
     AsyncPassthroughResultView,
     AsyncPassthroughView,
-    FunctionView,
     PassthroughView,
 )
+from functions.mcp import mcp_endpoint
+from functions.views import FunctionView
 from passthrough.api.views import FunctionCallViewSet
 
 admin.site.site_header = "Integration Platform"
@@ -39,8 +40,9 @@ urlpatterns = [
     path("api/v1/", include(router.urls)),
     path("merge/api/", include("passthrough.dialects.merge")),
     path("unified/", include("passthrough.dialects.unified")),
-    re_path(r"^integry(?:/+|$)", include("passthrough.dialects.integry")),
+    re_path(r"^integry(?:/+|$)", include("functions.integry")),
     re_path(r"^echo/(?P<path>.*)$", echo, name="echo"),
+    re_path(r"^mcp/?$", mcp_endpoint, name="mcp"),
 ]
 
 handler404 = "integration_platform.errors.json_not_found"

@@ -13,7 +13,8 @@ class FunctionCall(models.Model):
     DIALECT_MERGE = "merge"
     DIALECT_UNIFIED = "unified"
     DIALECT_SYNC = "sync"
-    DIALECTS = [(d, d) for d in (DIALECT_NATIVE, DIALECT_INTEGRY, DIALECT_MERGE, DIALECT_UNIFIED, DIALECT_SYNC)]
+    DIALECT_MCP = "mcp"
+    DIALECTS = [(d, d) for d in (DIALECT_NATIVE, DIALECT_INTEGRY, DIALECT_MERGE, DIALECT_UNIFIED, DIALECT_SYNC, DIALECT_MCP)]
     MODE_SYNC = "sync"
     MODE_ASYNC = "async"
     MODE_BACKGROUND = "background"

@@ -34,17 +34,20 @@ def method_checked(method) -> str:
 def passthrough_execute(*, connection: Connection, method: str, target: client.Target, headers: dict | None = None,
                         body: bytes | None = None, dialect: str, mode: str = FunctionCall.MODE_SYNC,
                         timeout: float | None = None, extra_secrets=(),
-                        priority: str = "interactive", permit_wait: float = math.inf) -> client.UpstreamResponse:
+                        priority: str = "interactive", permit_wait: float = math.inf,
+                        function_id: int | None = None) -> client.UpstreamResponse:
     """Send one call upstream for `connection`, log it (redacted), and return the upstream's answer.
 
     `priority` is the rate-limit priority: "interactive" (a caller waits) or "background" (async work, syncing);
     `permit_wait` bounds a background call's wait for a permit further. Raises InvalidInput or RateLimited (nothing
-    sent, nothing logged) or, after logging, UpstreamTimeout / UpstreamUnreachable.
+    sent, nothing logged) or, after logging, UpstreamTimeout / UpstreamUnreachable. The log row names
+    `function_id` (a typed function), else the integration's passthrough function.
     """
     exchange = client.send(connection, method_checked(method), target, headers, body,
                            timeout=timeout if timeout is not None else settings.SYNC_PASSTHROUGH_TIMEOUT,
                            priority=priority, permit_wait=permit_wait)
-    function_call_record(exchange, connection=connection, dialect=dialect, mode=mode, extra_secrets=extra_secrets)
+    function_call_record(exchange, connection=connection, dialect=dialect, mode=mode, extra_secrets=extra_secrets,
+                         function_id=function_id)
     if exchange.error is not None:
         raise exchange.error
     return exchange.response
@@ -83,10 +86,10 @@ def passthrough_execute_retrying(*, retries: int, method: str, timeout: float | 
 
 
 def function_call_record(exchange: client.Exchange, *, connection: Connection, dialect: str, mode: str,
-                         extra_secrets=(), store_bodies: bool = True) -> FunctionCall:
+                         extra_secrets=(), store_bodies: bool = True, function_id: int | None = None) -> FunctionCall:
     """Write one redacted, size-capped log row for an executed call."""
     call = function_call_row(exchange, connection=connection, dialect=dialect, mode=mode, extra_secrets=extra_secrets,
-                             store_bodies=store_bodies)
+                             store_bodies=store_bodies, function_id=function_id)
     call.save(force_insert=True)
     # The instance holds the subquery, not its value: make the field deferred (read from the row if ever asked for).
     vars(call).pop("function_id")
@@ -99,7 +102,7 @@ def passthrough_function_ids(integration_id):
 
 
 def function_call_row(exchange: client.Exchange, *, connection: Connection, dialect: str, mode: str,
-                      extra_secrets=(), store_bodies: bool = True) -> FunctionCall:
+                      extra_secrets=(), store_bodies: bool = True, function_id: int | None = None) -> FunctionCall:
     """The unsaved log row of an executed call, redacted and size-capped (syncing writes its rows in bulk)."""
     response = exchange.response
     # Besides the injected credentials: whatever the caller or the upstream put in secret headers or parameters
@@ -117,7 +120,7 @@ def function_call_row(exchange: client.Exchange, *, connection: Connection, dial
         connection=connection,
         integration_id=connection.integration_id,
         # Looked up by the INSERT itself: one statement less per call, and always the current row (admin may edit it).
-        function_id=Subquery(passthrough_function_ids(connection.integration_id)[:1]),
+        function_id=function_id or Subquery(passthrough_function_ids(connection.integration_id)[:1]),
         dialect=dialect,
         mode=mode,
         method=exchange.method,

@@ -240,3 +240,66 @@ class TestApps:
     def test_get_unknown_app_raises_not_found(self, alice, sdk):
         [result] = sdk(alice, [("apps.get", {"app_name": "nope", "user_id": "user-1"})])
         raised(result, "integry.exceptions.NotFound", "App not found")
+
+
+ZOO = Path(__file__).resolve().parent / "fixtures" / "openapi" / "zoo-3.1.json"
+
+
+@pytest.fixture
+def zoo_connected(alice, httpbin_url):
+    """Typed functions from the zoo document on httpbin's /anything (which echoes what it got); alice's user-1 connected."""
+    from django.core.management import call_command
+
+    zoo = make_integration(slug="zoo", base_url=f"{httpbin_url}/anything")
+    call_command("import_openapi", "--integration", "zoo", str(ZOO), stdout=open(os.devnull, "w"))
+    return make_connection(alice.organization, zoo)[0]
+
+
+class TestTypedFunctions:
+    def test_list_by_type_and_every_schema_is_accepted_by_the_sdk(self, alice, sdk, zoo_connected):
+        queries, actions, everything = sdk(alice, [
+            ("functions.list", {"user_id": "user-1", "type": "QUERY"}),
+            ("functions.list", {"user_id": "user-1", "type": "ACTION"}),
+            ("functions.list", {"user_id": "user-1", "app": "zoo"}),
+        ])
+        assert queries == ["zoo-get-animals-animalid", "zoo-list-animals", "zoo-list-keepers"]
+        assert actions == ["zoo-create-animal", "zoo-list-keepers-2", "zoo-replace-animal", "zoo-tag-animal"]
+        assert sorted(everything) == sorted(queries + actions + ["zoo-passthrough-request"])
+
+    def test_get_serves_integry_types(self, alice, sdk, zoo_connected):
+        # The driver also builds the SDK's pydantic model from the schema, as an agent framework would.
+        [created] = sdk(alice, [("functions.get", {"function_name": "zoo-create-animal", "user_id": "user-1"})])
+        properties = created["schema"]["parameters"]["properties"]
+        assert properties["nickname"]["type"] == "string"  # ["string", "null"]
+        assert properties["weight"] == {"type": "number", "exclusiveMinimum": 0}
+        assert properties["parent"] == {"type": "object"}
+
+    def test_call_builds_the_request_and_logs_it(self, alice, sdk, zoo_connected):
+        [result] = sdk(alice, [("functions.call", {"function_name": "zoo-list-animals", "user_id": "user-1",
+                                                   "arguments": {"limit": 2, "species": ["cat", "dog"],
+                                                                 "vaccinated": False, "X-Trace": None}})])
+        assert result["network_code"] == 200
+        assert result["output"]["args"] == {"limit": "2", "species": ["cat", "dog"], "vaccinated": "false"}
+        assert result["output"]["headers"]["Authorization"] == f"Bearer {TOKEN}"
+        row = FunctionCall.objects.get()
+        assert (row.dialect, row.function.name) == ("integry", "zoo-list-animals")
+
+    def test_call_sync_with_a_flattened_body(self, alice, sdk, zoo_connected):
+        [result] = sdk(alice, [("functions.call_sync", {"function_name": "zoo-create-animal", "user_id": "user-1",
+                                                        "arguments": {"name": "Rex", "weight": 3}})])
+        assert result["network_code"] == 200 and result["output"]["json"] == {"name": "Rex", "weight": 3}
+
+    def test_invalid_arguments_raise_function_call_error_listing_each(self, alice, sdk, zoo_connected):
+        [result] = sdk(alice, [("functions.call", {"function_name": "zoo-list-animals", "user_id": "user-1",
+                                                   "arguments": {"limit": "many", "colour": "red"}})])
+        errors = raised(result, "integry.exceptions.FunctionCallError")["errors"]
+        assert sorted(errors) == ["colour: Unknown argument.", "limit: 'many' is not of type 'integer'"]
+        assert not FunctionCall.objects.exists()
+
+    def test_predict_ranks_functions_by_the_prompt(self, alice, sdk, zoo_connected):
+        best, nothing = sdk(alice, [
+            ("functions.predict", {"prompt": "create a new animal called Rex", "user_id": "user-1"}),
+            ("functions.predict", {"prompt": "send an invoice", "user_id": "user-1"}),
+        ])
+        assert best[0] == "zoo-create-animal" and len(best) <= 5
+        assert nothing == []

@@ -35,7 +35,7 @@ def call(tenant, arguments, token, path=CALL_PATHS[0]):
 class TestList:
     def test_result_is_the_function_with_type_and_integration(self, alice, integration):
         [function] = alice.client.get("/api/v1/functions").json()["results"]
-        assert set(function) == {"name", "description", "parameters", "type", "integration"}
+        assert set(function) == {"name", "description", "parameters", "output", "type", "integration"}
         assert (function["name"], function["type"], function["integration"]) == (
             "acme-passthrough-request", "passthrough", "acme")
         assert function["parameters"]["required"] == ["method", "url"]

@@ -17,7 +17,7 @@ class FunctionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Function
-        fields = ["name", "description", "parameters", "type", "integration"]
+        fields = ["name", "description", "parameters", "output", "type", "integration"]
 
 
 class ConnectionSerializer(serializers.ModelSerializer):

@@ -23,33 +23,32 @@ class IntegrationViewSet(viewsets.ReadOnlyModelViewSet):
     pagination_class = None
 
 
-FUNCTION_TYPES = {"passthrough": True, "action": False, "query": False}
+FUNCTION_TYPES = tuple(kind for kind, _ in Function.TYPES)
 
 
 class FunctionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
-    """Functions of enabled integrations (today: one `<slug>-passthrough-request` each)."""
+    """Enabled functions of enabled integrations: each one's `<slug>-passthrough-request` and its typed functions."""
 
     serializer_class = FunctionSerializer
     lookup_field = "name"
     lookup_value_regex = "[^/]+"
 
     @extend_schema(parameters=[
-        OpenApiParameter("type", description="passthrough (ACTION and QUERY list nothing)."),
+        OpenApiParameter("type", description="passthrough, query or action (any case)."),
         OpenApiParameter("integration", description="Integration slug."),
     ])
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
 
     def get_queryset(self):
-        functions = Function.objects.filter(integration__enabled=True).select_related("integration")
+        functions = Function.objects.callable().select_related("integration")
         if self.action != "list":
             return functions
         kind = self.request.query_params.get("type")
         if kind is not None:
             if kind.lower() not in FUNCTION_TYPES:
                 raise InvalidInput("Invalid input.", ["type: Must be passthrough, action or query."])
-            if not FUNCTION_TYPES[kind.lower()]:
-                return functions.none()
+            functions = functions.filter(type=kind.lower())
         if integration := self.request.query_params.get("integration"):
             # A NUL names nothing (and PostgreSQL refuses it in a query).
             functions = functions.filter(integration__slug=integration) if "\x00" not in integration else functions.none()

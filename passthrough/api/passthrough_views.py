@@ -1,4 +1,4 @@
-"""Native passthrough surfaces: `POST /api/v1/passthrough` and Integry-style function calls."""
+"""Native passthrough surfaces: `POST /api/v1/passthrough` and async passthrough (function calls: functions/views.py)."""
 
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -6,11 +6,9 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from connections.api.serializers import FunctionSerializer
-from connections.models import Function
-from integration_platform.errors import InvalidInput, NotFound, UpstreamTimeout, native_body
+from integration_platform.errors import UpstreamTimeout, native_body
 from passthrough import async_passthrough, envelopes, services
-from passthrough.connection_lookup import caller_secrets, connection_by_account_token, native_connection
+from passthrough.connection_lookup import caller_secrets, native_connection
 from passthrough.formats import remote_response
 from passthrough.models import FunctionCall
 from passthrough.retries import RETRY_HEADER, requested_retries
@@ -38,18 +36,6 @@ PassthroughResponse = inline_serializer("PassthroughResponse", {
     "response": serializers.JSONField(), "response_headers": serializers.DictField(),
     "response_type": serializers.ChoiceField(choices=["JSON", "BASE64_GZIP"]),
 })
-FunctionCallRequest = inline_serializer("FunctionCallRequest", {
-    "method": serializers.ChoiceField(choices=services.METHODS),
-    "url": serializers.CharField(help_text="Absolute URL on the integration's host (or an allowed override host), or a relative path."),
-    "body": serializers.JSONField(required=False), "headers": serializers.DictField(required=False),
-    "query": serializers.DictField(required=False),
-})
-FunctionCallResponse = inline_serializer("FunctionCallResponse", {
-    "network_code": serializers.CharField(help_text="Upstream HTTP status, as a 3-digit string."),
-    "output": serializers.JSONField(),
-})
-
-
 def sync_timeout(exc: UpstreamTimeout, request) -> UpstreamTimeout:
     async_url = request.build_absolute_uri(reverse("async-passthrough"))
     return UpstreamTimeout(f"The upstream did not answer within the synchronous limit; use async passthrough: POST {async_url}")
@@ -71,38 +57,6 @@ class PassthroughView(APIView):
         except UpstreamTimeout as exc:
             raise sync_timeout(exc, request) from None
         return Response(remote_response(envelope.method, envelope.path, response, normalize=envelope.normalize_response))
-
-
-def function_or_404(name) -> Function:
-    function = (Function.objects.filter(name=name, integration__enabled=True).select_related("integration").first()
-                if "\x00" not in name else None)  # a URL's %00 names nothing (and PostgreSQL refuses NUL in a query)
-    if function is None:
-        raise NotFound("Function not found.")
-    return function
-
-
-class FunctionView(APIView):
-    """`GET` a function; `POST` calls it for the connection named by `X-Account-Token`."""
-
-    @extend_schema(responses={200: FunctionSerializer}, tags=["functions"])
-    def get(self, request, name):
-        return Response(FunctionSerializer(function_or_404(name)).data)
-
-    @extend_schema(request=FunctionCallRequest, responses={200: FunctionCallResponse}, parameters=[ACCOUNT_TOKEN, RETRIES],
-                   tags=["functions"])
-    def post(self, request, name):
-        function = function_or_404(name)
-        token = request.META.get("HTTP_X_ACCOUNT_TOKEN")
-        connection = connection_by_account_token(request.user.organization, token)
-        if connection.integration_id != function.integration_id:
-            raise InvalidInput("Invalid input.", [f"X-Account-Token: This connection is not a {function.integration.name} account."])
-        try:
-            output = services.function_call_execute(connection=connection, arguments=request.data,
-                                                    dialect=FunctionCall.DIALECT_NATIVE, extra_secrets=caller_secrets(request),
-                                                    retries=requested_retries(request))
-        except UpstreamTimeout as exc:
-            raise sync_timeout(exc, request) from None
-        return Response(output)
 
 
 AsyncReceipt = inline_serializer("AsyncPassthroughReceipt", {

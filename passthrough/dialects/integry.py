@@ -18,26 +18,20 @@ from datetime import timezone as dt_timezone
 from functools import wraps
 
 from django.core.exceptions import RequestDataTooBig
-from django.db.models import Prefetch, Q
+from django.db.models import Prefetch
 from django.http import JsonResponse
 from django.urls import re_path
 from django.views.decorators.csrf import csrf_exempt
 
-from connections.api.views import FUNCTION_TYPES
 from connections.crypto import DecryptionError
-from connections.models import ApiKey, Connection, Function, Integration, Organization
+from connections.models import ApiKey, Connection, Integration, Organization
 from integration_platform.errors import (
     InvalidInput,
     NotAuthenticated,
     NotFound,
     PayloadTooLarge,
     PlatformError,
-    UpstreamTimeout,
 )
-from passthrough import services
-from passthrough.api.passthrough_views import sync_timeout
-from passthrough.models import FunctionCall
-from passthrough.retries import requested_retries
 
 PAGE_SIZE = 50
 CALL_REFUSED = "Could not call the function due to invalid input. Please see `error_details` for further information."
@@ -184,105 +178,9 @@ def page(queryset, key: str, kind: str, request, body) -> tuple[list, str | None
     return rows, _encode_cursor(kind, getattr(rows[-1], key))
 
 
-# --- Functions ------------------------------------------------------------------------------------------------------
-
-def function_json(function: Function, include_meta: bool) -> dict:
-    data = {"name": function.name, "description": function.description, "parameters": function.parameters}
-    if include_meta:
-        integration = function.integration
-        data["meta"] = {"app": {"id": integration.id, "name": integration.slug, "title": integration.name,
-                                "icon_url": integration.logo_url}}
-    return data
-
-
-def wants_meta(request) -> bool:
-    return "meta" in [part.strip().lower() for part in request.GET.get("include", "").split(",")]
-
-
-def functions():
-    return Function.objects.filter(integration__enabled=True).select_related("integration")
-
-
 def connected_integration_ids(caller: Caller):
     return (Connection.objects.filter(organization=caller.organization, end_user_id=caller.user_id,
                                       status=Connection.STATUS_ACTIVE).values("integration_id"))
-
-
-@integry_endpoint
-def functions_list(request, caller, body):
-    found = functions()
-    params = request.GET
-    if kind := params.get("type"):
-        if kind.lower() not in FUNCTION_TYPES:
-            raise InvalidInput("Invalid input.", ["type: Must be passthrough, action or query."])
-        if not FUNCTION_TYPES[kind.lower()]:
-            found = found.none()
-    if app := params.get("app"):
-        named = Q(integration__slug__iexact=app) | Q(integration__name__iexact=app)
-        found = found.filter(named) if "\x00" not in app else found.none()  # PostgreSQL refuses NUL in a query
-    if is_true(params.get("connected_only")):
-        found = found.filter(integration_id__in=connected_integration_ids(caller))
-    rows, cursor = page(found, "name", "functions", request, body)
-    meta = wants_meta(request)
-    return {"functions": [function_json(function, meta) for function in rows], "_cursor": cursor}
-
-
-def function_named(name) -> Function:
-    function = functions().filter(name=name).first()
-    if function is None:
-        raise NotFound("Function not found")
-    return function
-
-
-@integry_endpoint
-def function_get(request, caller, body, name):
-    # `prompt` and `_variables` ask for argument prediction, which we do not offer.
-    return function_json(function_named(name), wants_meta(request))
-
-
-@integry_endpoint
-def functions_predict(request, caller, body):
-    return {"functions": []}
-
-
-def connection_for_call(caller: Caller, integration: Integration, account_id: str) -> Connection:
-    """The end user's connection to call with: the one named by `connected_account_id`, or their only active one."""
-    accounts = list(Connection.objects.filter(organization=caller.organization, integration=integration,
-                                              end_user_id=caller.user_id).select_related("integration").order_by("id"))
-    if account_id:
-        chosen = [c for c in accounts if re.fullmatch(r"[0-9]{1,18}", account_id) and c.pk == int(account_id)]
-        if not chosen:
-            raise InvalidInput(CALL_REFUSED, [f"connected_account_id: Not a connected {integration.name} account "
-                                              "of this user."])
-        return chosen[0]  # an inactive one is refused by the passthrough service, saying why
-    active = [c for c in accounts if c.status == Connection.STATUS_ACTIVE]
-    if len(active) > 1:
-        ids = ", ".join(str(c.pk) for c in active)
-        raise InvalidInput(CALL_REFUSED, [f"User has connected more than one {integration.name} account; "
-                                          f"pass connected_account_id (one of {ids})."])
-    if not active and accounts:
-        states = ", ".join(sorted({c.get_status_display().lower() for c in accounts}))
-        raise InvalidInput(CALL_REFUSED, [f"User's {integration.name} account cannot be used ({states}); "
-                                          "it must be connected again."])
-    if not active:
-        raise InvalidInput(CALL_REFUSED, [f"User has not connected their {integration.name} account."])
-    return active[0]
-
-
-@integry_endpoint
-def function_call(request, caller, body, name):
-    function = function_named(name)
-    # `integration_id` (the SDK's INTEGRY_INTEGRATION_ID), `_variables` and `_cursor` are ignored.
-    account_id = request.GET.get("connected_account_id", "").strip()
-    try:
-        connection = connection_for_call(caller, function.integration, account_id)
-        return services.function_call_execute(connection=connection, arguments=body,
-                                              dialect=FunctionCall.DIALECT_INTEGRY, extra_secrets=caller.secrets,
-                                              retries=requested_retries(request))
-    except UpstreamTimeout as exc:
-        raise sync_timeout(exc, request) from None
-    except InvalidInput as exc:
-        raise InvalidInput(CALL_REFUSED, list(exc.details) or [exc.message]) from None
 
 
 # --- Apps -----------------------------------------------------------------------------------------------------------
@@ -332,10 +230,6 @@ def app_get(request, caller, body, name):
 NAME = r"(?P<name>[^/\x00]+)"  # a NUL can name nothing (and PostgreSQL refuses it in a query)
 
 urlpatterns = [
-    re_path(r"^functions/+list/*$", functions_list, name="integry-functions-list"),
-    re_path(r"^functions/+predict/*$", functions_predict, name="integry-functions-predict"),
-    re_path(rf"^functions/+{NAME}/+get/*$", function_get, name="integry-function-get"),
-    re_path(rf"^functions/+{NAME}/+call/*$", function_call, name="integry-function-call"),
     re_path(r"^apps/+list/*$", apps_list, name="integry-apps-list"),
     re_path(rf"^apps/+{NAME}/+get/*$", app_get, name="integry-app-get"),
     re_path(r"", not_found),

@@ -4,6 +4,7 @@ Runs are interleaved in rounds (the order rotates each round), so a burst of oth
 every target alike; each figure is the median over rounds.
 """
 
+import json
 import statistics
 from pathlib import Path
 
@@ -66,6 +67,13 @@ def nginx_target(port: int, upstream_path="/ping", pid=None) -> Target:
 def ours_target(port: int, api_key: str, token: str, upstream_path="/ping", name="ours", pid=None) -> Target:
     body, headers = passthrough_request(api_key, token, upstream_path)
     return Target(name, port, "/api/v1/passthrough", "POST", body, headers, proxy_pid=pid)
+
+
+def typed_target(port: int, api_key: str, token: str, resource="ping", pid=None) -> Target:
+    """The typed function `bench-get-resource`: validation and request building, then the same `GET /ping`."""
+    body = json.dumps({"resource": resource}).encode()
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {api_key}", "X-Account-Token": token}
+    return Target("typed", port, "/api/v1/functions/bench-get-resource", "POST", body, headers, proxy_pid=pid)
 
 
 def aggregate(runs: list[dict]) -> dict:

@@ -136,6 +136,13 @@ def load_fixtures(env: dict, tmp: Path, upstream_url: str) -> dict:
     key = manage_json(env, "create_api_key", "BenchOrg")
     connection = manage_json(env, "create_connection", "--org", "BenchOrg", "--integration", "bench", "--end-user", "u1",
                              "--credentials", json.dumps({"token": "x"}))
+    # A typed function whose request is the passthrough target's own `GET /ping` (benchmark A's `typed` row).
+    document = tmp / "bench-openapi.json"
+    document.write_text(json.dumps({"openapi": "3.1.0", "info": {"title": "Bench", "version": "1"}, "paths": {
+        "/{resource}": {"get": {"operationId": "getResource", "parameters": [
+            {"name": "resource", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "ok"}}}}}}))
+    manage_json(env, "import_openapi", "--integration", "bench", str(document))
     log(f"catalog loaded ({loaded}), API key {key['key_id']}, connection {connection['id']}")
     return {"api_key": key["key"], "account_token": connection["account_token"], "connection_id": connection["id"]}
 

@@ -21,7 +21,7 @@ import time
 import traceback
 from pathlib import Path
 
-from tests.bench import bench_a, bench_b, environment, profiling, report
+from tests.bench import bench_a, bench_b, environment, functions_bench, profiling, report
 from tests.bench.loadgen import have_wrk, run_load
 from tests.bench.procs import PY, Procs, log, run_checked
 from tests.bench.servers import check_passthrough, start_nginx, start_serve, start_upstream, UPSTREAM_THREADS, UPSTREAM_WORKERS
@@ -182,7 +182,8 @@ def main(argv=None) -> int:
         meter = bench_a.CpuMeter(upstream.pid, meter_db)
         direct = bench_a.direct_target(up_port)
         ours = bench_a.ours_target(serve_port, fixtures["api_key"], fixtures["account_token"], pid=serve.pid)
-        targets = [direct, ours] + ([bench_a.nginx_target(nginx_port, pid=nginx_pid)] if nginx_port else [])
+        typed = bench_a.typed_target(serve_port, fixtures["api_key"], fixtures["account_token"], pid=serve.pid)
+        targets = [direct, ours, typed] + ([bench_a.nginx_target(nginx_port, pid=nginx_pid)] if nginx_port else [])
         a = None
         if not args.skip_a:
             a = {"setup": {"upstream": f"{UPSTREAM_WORKERS} workers × {UPSTREAM_THREADS} threads",
@@ -197,6 +198,10 @@ def main(argv=None) -> int:
             a["results"] = bench_a.interleaved(targets, client=client, concurrencies=(1, 8), rounds=args.rounds,
                                                seconds=args.seconds, warmup=args.warmup, script_dir=tmp, meter=meter)
             a["ratios"] = bench_a.ratios(a["results"])
+            typed_in_process = functions_bench.measure(20000)
+            data["notes"].append(f"Typed function (`typed` row: `POST /api/v1/functions/bench-get-resource`, the same "
+                                 f"`GET /ping` upstream): validation + request building alone, in-process, p50 "
+                                 f"{typed_in_process['p50_us']:.0f} µs (tests/bench/functions_bench.py).")
             data["a"] = a
             try:
                 a["census"] = census(env, fixtures)
