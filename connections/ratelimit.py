@@ -15,8 +15,10 @@ database otherwise (a transaction that holds SQLite's write lock, or a row lock 
 
 Interactive calls may use the whole window and wait briefly, then get `RateLimited`; background work takes a permit
 only while less than `1 - RATE_LIMIT_BACKGROUND_RESERVE` of a window is used (interactive sends included) and sleeps
-up to a bound, then gets `PermitDelayed` (re-queue it with that delay). Upstream signals (Retry-After on 429/503, X-RateLimit-Remaining: 0 with a reset) pause the scope
-for every process until the instant they name. The contract is spec/limits.md.
+up to a bound, then gets `PermitDelayed` (re-queue it with that delay). Upstream signals (Retry-After on 429/503,
+X-RateLimit-Remaining: 0 with a reset) pause the connection that received them (or the whole integration when its
+catalog entry says `"pause": "integration"`) for every process until the instant they name. The contract is
+spec/limits.md.
 """
 
 import logging
@@ -425,16 +427,16 @@ class Limiter:
                            retry_after=seconds)
 
     def observe(self, connection, status: int, headers) -> float | None:
-        """Pause the integration (or the connection, when all its windows are per connection) for every process if
-        the upstream's answer asks for it; returns the instant, or None. Garbage in the headers is ignored."""
+        """Pause the connection (or, when its catalog entry says `"pause": "integration"`, the whole integration)
+        for every process if the upstream's answer asks for it; returns the instant, or None. Garbage in the headers
+        is ignored."""
         now = self.clock()
         until = pause_until(status, headers, now)
         if until is None:
             return None
-        windows = current_windows(connection.integration_id)
         integration_scope, connection_scope = scopes_of(connection)
-        per_connection = bool(windows) and all(w.per == PER_CONNECTION for w in windows)
-        scope = connection_scope if per_connection else integration_scope
+        pause = Integration.objects.filter(pk=connection.integration_id).values_list("pause", flat=True).first()
+        scope = integration_scope if pause == Integration.PAUSE_INTEGRATION else connection_scope
         self.backend.pause(scope, until, now)
         log.info("Upstream asked to pause %s for %.3f s (HTTP %s).", scope.key, until - now, status)
         return until
