@@ -35,9 +35,10 @@ from django.db import transaction
 from django.db.models import Count, F, Value
 from django.db.models.functions import Greatest
 
+from connections import shared_store
 from connections.catalog import validate_rate_limits
 from connections.models import Integration, RateLimitScope, RateLimitSend
-from integration_platform.errors import RateLimited
+from integration_platform.errors import RateLimited, SharedStoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -296,7 +297,8 @@ class RedisBackend:
     def __init__(self, url: str, prefix: str = "ratelimit"):
         import redis
 
-        self.redis = redis.Redis.from_url(url)
+        self.redis = redis.Redis.from_url(url, socket_connect_timeout=shared_store.COMMAND_TIMEOUT_SECONDS,
+                                          socket_timeout=shared_store.COMMAND_TIMEOUT_SECONDS)
         self.prefix = prefix
         self.take_script = self.redis.register_script(TAKE_SCRIPT)
         self.settle_script = self.redis.register_script(SETTLE_SCRIPT)
@@ -316,18 +318,25 @@ class RedisBackend:
         for scope, allowance, per_seconds in checks:
             args += [logs.index(scope) + 1, allowance, repr(per_seconds)]
         log_keys = [self._key("log", s) for s in logs]
-        wait = float(self.take_script(keys=[self._key("pause", s) for s in pauses] + log_keys, args=args))
+        with shared_store.guard():
+            wait = float(self.take_script(keys=[self._key("pause", s) for s in pauses] + log_keys, args=args))
         return wait, ((log_keys, member) if wait <= 0 and log_keys else None)
 
     def settle(self, handle, until: float) -> None:
         log_keys, member = handle
-        self.settle_script(keys=log_keys, args=[member, repr(until)])
+        with shared_store.guard():
+            self.settle_script(keys=log_keys, args=[member, repr(until)])
 
     def pause(self, scope: Scope, until: float, now: float) -> None:
         ttl_ms = math.ceil((until - now) * 1000) + 1000
-        self.pause_script(keys=[self._key("pause", scope)], args=[repr(until), ttl_ms])
+        with shared_store.guard():
+            self.pause_script(keys=[self._key("pause", scope)], args=[repr(until), ttl_ms])
 
     def usage(self, integration_id, windows, now: float) -> dict:
+        with shared_store.guard():
+            return self._usage(integration_id, windows, now)
+
+    def _usage(self, integration_id, windows, now: float) -> dict:
         integration = Scope(integration_id)
         connection_logs = self._connection_keys("log", integration_id)
         used = []
@@ -445,7 +454,10 @@ class Limiter:
         """Lines for operators: each window with its current use, and any upstream pause."""
         windows = current_windows(integration.pk)
         now = self.clock()
-        usage = self.backend.usage(integration.pk, windows, now)
+        try:
+            usage = self.backend.usage(integration.pk, windows, now)
+        except SharedStoreUnavailable as exc:
+            return [exc.message]
         lines = [f"{window}: {used} used in the last {window.per_seconds:g} s"
                  + (" (busiest connection)" if window.per == PER_CONNECTION else "")
                  for window, used in zip(windows, usage["used"])] or ["No rate limits declared."]
@@ -489,6 +501,8 @@ class Permit:
             return
         try:
             limiter().settle(ticket)
+        except SharedStoreUnavailable:
+            pass  # logged once per interval by shared_store; the send counts from the pessimistic instant
         except Exception:
             # Harmless: the send keeps counting from `margin` after its permit, the pessimistic instant.
             log.warning("Could not settle a rate-limit permit of %s.", self.connection.pk, exc_info=True)
@@ -496,6 +510,8 @@ class Permit:
     def observe(self, status: int, headers) -> None:
         try:
             limiter().observe(self.connection, status, headers)
+        except SharedStoreUnavailable:
+            pass  # logged once per interval by shared_store
         except Exception:
             # The request was sent and answered: losing that answer over the pause store would be worse.
             log.warning("Could not record the upstream's rate-limit signal for %s.", self.connection.pk, exc_info=True)

@@ -27,7 +27,8 @@ from connections.client import clean_request_headers, ensure_usable
 from connections.models import Connection
 from connections.ratelimit import PermitDelayed
 from connections.retry_policy import async_passthrough_policy
-from integration_platform.errors import NotFound, PlatformError, RateLimited, UpstreamTimeout, UpstreamUnreachable
+from integration_platform.errors import (NotFound, PlatformError, RateLimited, SharedStoreUnavailable, UpstreamTimeout,
+                                         UpstreamUnreachable)
 from passthrough import services
 from passthrough.envelopes import Envelope
 from passthrough.formats import remote_response
@@ -92,8 +93,9 @@ def async_passthrough_run(request_id) -> None:
             timeout=min(settings.ASYNC_PASSTHROUGH_OUTBOUND_TIMEOUT, remaining), priority="background",
             permit_wait=remaining,
         )
-    except PermitDelayed as exc:
-        if not _retry_later(request, exc.delay, attempted=False):
+    except (PermitDelayed, SharedStoreUnavailable) as exc:
+        # Nothing was sent: wait for a permit (or for the shared store to be back) without counting an attempt.
+        if not _retry_later(request, getattr(exc, "delay", exc.retry_after), attempted=False):
             _finish(request, error=NO_PERMIT.format(seconds=settings.ASYNC_PASSTHROUGH_DEADLINE_SECONDS))
         return
     except (UpstreamTimeout, UpstreamUnreachable) as exc:

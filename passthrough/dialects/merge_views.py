@@ -67,7 +67,7 @@ def merge_error(status: int, detail: str, errors: dict | None = None, retry_afte
     if errors:
         body["errors"] = errors
     headers = {}
-    if status == 429:
+    if status == 429 or (status == 503 and retry_after):
         headers["Retry-After"] = str(max(1, math.ceil(float(retry_after or 1))))
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="api"'
