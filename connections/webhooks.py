@@ -89,13 +89,16 @@ def webhook_settings_update(organization: Organization, *, url: str | None, even
 def _url_problems(url: str) -> list[str]:
     """A webhook URL must be https (http only to a private or loopback host when WEBHOOK_ALLOW_PRIVATE_URLS is on)
     and must not name an address the SSRF guard refuses (it checks the resolved address again at every delivery)."""
-    parts = urlsplit(url)
+    if any(ord(character) <= 0x20 or ord(character) == 0x7F for character in url):
+        return ["url: Must not contain spaces or control characters."]
     try:
+        parts = urlsplit(url)
+        if parts.port == 0:  # reading the port also refuses a malformed one (ValueError)
+            raise ValueError
         host = normalize_host(parts.hostname or "")
         ip = ip_literal(host)
         if ip is not None:
             check_address(ip, settings.WEBHOOK_ALLOW_PRIVATE_URLS)
-        parts.port  # noqa: B018 (raises ValueError for a bad port)
     except InvalidInput as exc:
         return [f"url: {'; '.join(exc.details) or exc.message}"]
     except ValueError:

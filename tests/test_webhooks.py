@@ -164,6 +164,10 @@ def test_settings_are_per_organization(alice, bob):
     ({"url": "ftp://hooks.example.test/in"}, "url: Must be an https URL."),
     ({"url": "https://hooks.example.test/in", "events": ["sync.finished"]}, "events: Unknown event 'sync.finished'"),
     ({"events": []}, "url: This field is required."),
+    ({"url": "https://[::1/in"}, "url: Not a valid URL."),
+    ({"url": "https://hooks.example.test:99999/in"}, "url: Not a valid URL."),
+    ({"url": "https://hooks.example.test/a b"}, "url: Must not contain spaces"),
+    ({"url": "https:///in"}, "url: host: Must not be empty."),
 ])
 def test_a_bad_webhook_setting_is_refused_with_400(alice, body, detail):
     response = alice.client.put("/api/v1/webhook", body, format="json")
