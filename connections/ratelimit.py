@@ -481,12 +481,25 @@ class Permit:
         self.connection, self.priority, self.max_wait = connection, priority, max_wait
         self.waited_in_background = 0.0
         self.ticket = None
+        self.taken = False
 
     def take(self, deadline: float) -> float:
         """Wait for and take a permit; returns the (monotonic) deadline the request must now meet.
 
         An interactive caller is waiting, so its wait comes out of the call's budget. A background wait does not:
         the budget is the upstream's time to answer."""
+        try:
+            deadline = self._take(deadline)
+        except SharedStoreUnavailable as exc:
+            if self.taken:
+                # An earlier hop of this call was sent, so the call must not pass for one never sent (it would be
+                # repeated): like any permit refused for a later hop, the client reports an unusable answer.
+                raise RateLimited(exc.message, retry_after=exc.retry_after) from None
+            raise
+        self.taken = True
+        return deadline
+
+    def _take(self, deadline: float) -> float:
         if self.priority == INTERACTIVE:
             self.ticket = limiter().acquire(self.connection, INTERACTIVE, budget=deadline - time.monotonic())
             return deadline

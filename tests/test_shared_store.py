@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import logging
+import time
 
 import pytest
 import responses
@@ -13,6 +14,7 @@ from django.test import Client
 
 from connections import ratelimit, shared_store
 from connections.shared_store import shared_store_state
+from integration_platform.errors import RateLimited, SharedStoreUnavailable
 from tests.factories import make_connection, make_integration
 from tests.servers import redis_server
 
@@ -116,3 +118,25 @@ def test_the_rate_limit_lines_of_the_admin_name_the_outage(connection, store):
 def test_local_mode_has_no_shared_store_to_lose(settings):
     settings.RATE_LIMIT_REDIS_URL = ""
     assert shared_store_state()["store"] == "database"
+
+
+def test_an_outage_on_a_later_redirect_hop_does_not_pass_for_a_call_never_sent(connection, monkeypatch):
+    class StoreLostAfterOnePermit:
+        def __init__(self):
+            self.asked = 0
+
+        def acquire(self, *args, **kwargs):
+            self.asked += 1
+            if self.asked > 1:
+                raise SharedStoreUnavailable("down", retry_after=5)
+            return ratelimit.Ticket(None, 0.0, 0.0)
+
+    store = StoreLostAfterOnePermit()
+    monkeypatch.setattr(ratelimit, "limiter", lambda: store)
+    permit = ratelimit.Permit(connection[0])
+    permit.take(deadline=time.monotonic() + 10)
+    with pytest.raises(RateLimited) as refused:  # the client turns a refused later hop into an unusable answer
+        permit.take(deadline=time.monotonic() + 10)
+    assert refused.value.message.startswith("down")
+    with pytest.raises(SharedStoreUnavailable):  # a first hop: nothing was sent, the call may be tried again
+        ratelimit.Permit(connection[0]).take(deadline=time.monotonic() + 10)
