@@ -57,17 +57,22 @@ class _Outage:
 _outage = _Outage()
 
 
+def unavailable(exc) -> SharedStoreUnavailable:
+    """The error to answer for a Redis error of the shared store (met by the limiter, or by the cache); logged once
+    per interval."""
+    _outage.failed(exc)
+    return SharedStoreUnavailable("The shared store (Redis, CACHE_URL) is unreachable, so rate limits cannot be "
+                                  "checked; nothing was sent. Try again shortly.", retry_after=RETRY_AFTER_SECONDS)
+
+
 @contextlib.contextmanager
 def guard():
-    """Run Redis commands of the shared store: an unreachable store becomes SharedStoreUnavailable (logged once per
-    interval); a success after an outage logs the recovery."""
+    """Run Redis commands of the shared store: an unreachable store becomes SharedStoreUnavailable; a success after
+    an outage logs the recovery."""
     try:
         yield
     except STORE_ERRORS as exc:
-        _outage.failed(exc)
-        raise SharedStoreUnavailable(
-            "The shared store (Redis, CACHE_URL) is unreachable, so rate limits cannot be checked; nothing was sent. "
-            "Try again shortly.", retry_after=RETRY_AFTER_SECONDS) from None
+        raise unavailable(exc) from None
     _outage.recovered()
 
 

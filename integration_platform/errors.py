@@ -78,6 +78,13 @@ class UpstreamTimeout(PlatformError):
     transient = True
 
 
+def store_outage(exc) -> PlatformError | None:
+    """A Redis error of the shared store met outside the limiter (e.g. by the cache) as the same 503, not a 500."""
+    from connections import shared_store  # connections builds on this module
+
+    return shared_store.unavailable(exc) if isinstance(exc, shared_store.STORE_ERRORS) else None
+
+
 def native_body(message, details=()):
     return {"error": message, "error_details": list(details)}
 
@@ -93,6 +100,7 @@ def _flatten(detail, prefix=""):
 def native_exception_handler(exc, context):
     """DRF exception handler for the native API: every error is JSON `{error, error_details}`."""
     headers = {}
+    exc = store_outage(exc) or exc
     if isinstance(exc, PlatformError):
         if exc.retry_after:
             headers["Retry-After"] = str(exc.retry_after)

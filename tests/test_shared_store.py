@@ -7,6 +7,7 @@ import hmac
 import json
 import logging
 import time
+from unittest import mock
 
 import pytest
 import responses
@@ -140,3 +141,18 @@ def test_an_outage_on_a_later_redirect_hop_does_not_pass_for_a_call_never_sent(c
     assert refused.value.message.startswith("down")
     with pytest.raises(SharedStoreUnavailable):  # a first hop: nothing was sent, the call may be tried again
         ratelimit.Permit(connection[0]).take(deadline=time.monotonic() + 10)
+
+
+def test_the_cache_on_a_stopped_store_is_a_503_too_not_a_500(alice, connection, store, settings):
+    """Async retrievals are limited through the cache, which is the same Redis in scale-out."""
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": store.url}}
+    with mock.patch("passthrough.async_passthrough.enqueue"):
+        created = alice.client.post("/api/v1/async-passthrough", {"method": "GET", "path": "/contacts"},
+                                    format="json", HTTP_X_ACCOUNT_TOKEN=connection[1])
+    receipt = created.json()["async_passthrough_receipt_id"]
+    store.stop()
+    for url in (f"/api/v1/async-passthrough/{receipt}", f"/merge/api/crm/v1/async-passthrough/{receipt}"):
+        refused = alice.client.get(url, HTTP_X_ACCOUNT_TOKEN=connection[1])
+        assert refused.status_code == 503, url
+        assert refused["Retry-After"] == str(shared_store.RETRY_AFTER_SECONDS)
+        assert CAUSE in refused.content.decode()

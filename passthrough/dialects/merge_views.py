@@ -31,6 +31,7 @@ from integration_platform.errors import (
     PlatformError,
     UpstreamAnswerUnusable,
     UpstreamTimeout,
+    store_outage,
 )
 from passthrough import async_passthrough, envelopes, services
 from passthrough.dialects.merge_serializers import (
@@ -102,6 +103,7 @@ def _drf_errors(detail, prefix="") -> dict:
 
 def merge_exception_handler(exc, context):
     """The one place where errors become Merge-style HTTP answers."""
+    exc = store_outage(exc) or exc
     if isinstance(exc, UpstreamAnswerUnusable):
         # The call was delivered: a 5xx would make the SDK send it again (merge.md §3), so a final 400.
         return merge_error(400, f"The request was delivered upstream, but its answer could not be used: {exc.message}")
