@@ -8,7 +8,7 @@ from syncing.spec import validate_sync_models
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 HOST_RE = re.compile(r"^(\*\.)?[a-z0-9.:\[\]-]+$")
-ENTRY_FIELDS = {"slug", "name", "description", "base_url", "auth", "rate_limits", "allowed_override_hosts",
+ENTRY_FIELDS = {"slug", "name", "description", "base_url", "auth", "rate_limits", "pause", "allowed_override_hosts",
                 "categories", "docs_url", "logo_url", "enabled", "sync_models"}
 
 
@@ -51,6 +51,13 @@ def validate_rate_limits(windows) -> list[str]:
     return errors
 
 
+def validate_pause(value) -> list[str]:
+    if value in ("connection", "integration"):
+        return []
+    return ['pause: Must be "connection" (an upstream rate-limit signal pauses only the connection that received it; '
+            'the default) or "integration" (it pauses every connection: an app-wide upstream quota).']
+
+
 def validate_hosts(hosts) -> list[str]:
     if not isinstance(hosts, list):
         return ["allowed_override_hosts: Must be a list of host names."]
@@ -81,6 +88,7 @@ def validate_entry(entry) -> list[str]:
     if "auth" in entry:
         errors += validate_auth(entry["auth"])
     errors += validate_rate_limits(entry.get("rate_limits", []))
+    errors += validate_pause(entry.get("pause", "connection"))
     errors += validate_hosts(entry.get("allowed_override_hosts", []))
     errors += validate_string_list("categories", entry.get("categories", []))
     if not isinstance(entry.get("enabled", True), bool):

@@ -1,3 +1,4 @@
+import base64
 import hashlib
 import secrets
 from datetime import timedelta
@@ -22,12 +23,21 @@ def _last_used_outdated(last_used_at, now) -> bool:
     return last_used_at is None or now - last_used_at >= LAST_USED_RESOLUTION
 
 
+def new_webhook_secret() -> str:
+    """A Standard Webhooks secret: `whsec_` and the base64 of 32 random bytes."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
 class Organization(models.Model):
     """A tenant: one customer of the platform. Every API key, connection and call belongs to one."""
 
     name = models.CharField(max_length=200, unique=True)
     webhook_url = models.URLField(blank=True, max_length=2000)
+    webhook_events = models.JSONField(default=list, blank=True, help_text="Events sent to the webhook; empty: all.")
     webhook_secret_ciphertext = models.TextField(blank=True, editable=False)
+    # After a rotation the replaced secret keeps signing (beside the new one) until this instant.
+    webhook_previous_secret_ciphertext = models.TextField(blank=True, editable=False)
+    webhook_previous_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -36,11 +46,24 @@ class Organization(models.Model):
     def __str__(self):
         return self.name
 
+    def save(self, *args, **kwargs):
+        if not self.webhook_secret_ciphertext:  # every organization has a secret: no event is signed with ""
+            self.set_webhook_secret(new_webhook_secret())
+        super().save(*args, **kwargs)
+
     def webhook_secret(self) -> str:
         return crypto.decrypt_text(self.webhook_secret_ciphertext) if self.webhook_secret_ciphertext else ""
 
     def set_webhook_secret(self, value: str) -> None:
         self.webhook_secret_ciphertext = crypto.encrypt_text(value) if value else ""
+
+    def webhook_signing_secrets(self, now) -> list[str]:
+        """The secrets every delivery is signed with now: the current one, and the previous one during its overlap."""
+        secrets_ = [self.webhook_secret()]
+        expires_at = self.webhook_previous_secret_expires_at
+        if self.webhook_previous_secret_ciphertext and expires_at and expires_at > now:
+            secrets_.append(crypto.decrypt_text(self.webhook_previous_secret_ciphertext))
+        return [secret for secret in secrets_ if secret]
 
 
 class ApiKeyQuerySet(models.QuerySet):
@@ -119,6 +142,13 @@ class Integration(models.Model):
     oauth_client_secret_ciphertext = models.TextField(blank=True, editable=False)
     categories = models.JSONField(default=list, blank=True)
     rate_limits = models.JSONField(default=list, blank=True, help_text='List of {"requests": N, "per_seconds": W}.')
+    PAUSE_CONNECTION, PAUSE_INTEGRATION = "connection", "integration"
+    # What an upstream "slow down" signal (429/503 with Retry-After, X-RateLimit-Remaining: 0) pauses: the
+    # connection that received it (per-account quotas, the default) or every connection (an app-wide quota).
+    pause = models.CharField(max_length=20, default=PAUSE_CONNECTION,
+                             choices=[(PAUSE_CONNECTION, "the connection that was told"),
+                                      (PAUSE_INTEGRATION, "the whole integration")],
+                             help_text="What an upstream rate-limit signal pauses.")
     allowed_override_hosts = models.JSONField(default=list, blank=True)
     sync_models = models.JSONField(default=list, blank=True)
     docs_url = models.URLField(blank=True, max_length=2000)

@@ -15,8 +15,10 @@ database otherwise (a transaction that holds SQLite's write lock, or a row lock 
 
 Interactive calls may use the whole window and wait briefly, then get `RateLimited`; background work takes a permit
 only while less than `1 - RATE_LIMIT_BACKGROUND_RESERVE` of a window is used (interactive sends included) and sleeps
-up to a bound, then gets `PermitDelayed` (re-queue it with that delay). Upstream signals (Retry-After on 429/503, X-RateLimit-Remaining: 0 with a reset) pause the scope
-for every process until the instant they name. The contract is spec/limits.md.
+up to a bound, then gets `PermitDelayed` (re-queue it with that delay). Upstream signals (Retry-After on 429/503,
+X-RateLimit-Remaining: 0 with a reset) pause the connection that received them (or the whole integration when its
+catalog entry says `"pause": "integration"`) for every process until the instant they name. The contract is
+spec/limits.md.
 """
 
 import logging
@@ -33,9 +35,10 @@ from django.db import transaction
 from django.db.models import Count, F, Value
 from django.db.models.functions import Greatest
 
+from connections import shared_store
 from connections.catalog import validate_rate_limits
 from connections.models import Integration, RateLimitScope, RateLimitSend
-from integration_platform.errors import RateLimited
+from integration_platform.errors import RateLimited, SharedStoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -294,7 +297,8 @@ class RedisBackend:
     def __init__(self, url: str, prefix: str = "ratelimit"):
         import redis
 
-        self.redis = redis.Redis.from_url(url)
+        self.redis = redis.Redis.from_url(url, socket_connect_timeout=shared_store.COMMAND_TIMEOUT_SECONDS,
+                                          socket_timeout=shared_store.COMMAND_TIMEOUT_SECONDS)
         self.prefix = prefix
         self.take_script = self.redis.register_script(TAKE_SCRIPT)
         self.settle_script = self.redis.register_script(SETTLE_SCRIPT)
@@ -314,18 +318,25 @@ class RedisBackend:
         for scope, allowance, per_seconds in checks:
             args += [logs.index(scope) + 1, allowance, repr(per_seconds)]
         log_keys = [self._key("log", s) for s in logs]
-        wait = float(self.take_script(keys=[self._key("pause", s) for s in pauses] + log_keys, args=args))
+        with shared_store.guard():
+            wait = float(self.take_script(keys=[self._key("pause", s) for s in pauses] + log_keys, args=args))
         return wait, ((log_keys, member) if wait <= 0 and log_keys else None)
 
     def settle(self, handle, until: float) -> None:
         log_keys, member = handle
-        self.settle_script(keys=log_keys, args=[member, repr(until)])
+        with shared_store.guard():
+            self.settle_script(keys=log_keys, args=[member, repr(until)])
 
     def pause(self, scope: Scope, until: float, now: float) -> None:
         ttl_ms = math.ceil((until - now) * 1000) + 1000
-        self.pause_script(keys=[self._key("pause", scope)], args=[repr(until), ttl_ms])
+        with shared_store.guard():
+            self.pause_script(keys=[self._key("pause", scope)], args=[repr(until), ttl_ms])
 
     def usage(self, integration_id, windows, now: float) -> dict:
+        with shared_store.guard():
+            return self._usage(integration_id, windows, now)
+
+    def _usage(self, integration_id, windows, now: float) -> dict:
         integration = Scope(integration_id)
         connection_logs = self._connection_keys("log", integration_id)
         used = []
@@ -425,16 +436,16 @@ class Limiter:
                            retry_after=seconds)
 
     def observe(self, connection, status: int, headers) -> float | None:
-        """Pause the integration (or the connection, when all its windows are per connection) for every process if
-        the upstream's answer asks for it; returns the instant, or None. Garbage in the headers is ignored."""
+        """Pause the connection (or, when its catalog entry says `"pause": "integration"`, the whole integration)
+        for every process if the upstream's answer asks for it; returns the instant, or None. Garbage in the headers
+        is ignored."""
         now = self.clock()
         until = pause_until(status, headers, now)
         if until is None:
             return None
-        windows = current_windows(connection.integration_id)
         integration_scope, connection_scope = scopes_of(connection)
-        per_connection = bool(windows) and all(w.per == PER_CONNECTION for w in windows)
-        scope = connection_scope if per_connection else integration_scope
+        pause = Integration.objects.filter(pk=connection.integration_id).values_list("pause", flat=True).first()
+        scope = integration_scope if pause == Integration.PAUSE_INTEGRATION else connection_scope
         self.backend.pause(scope, until, now)
         log.info("Upstream asked to pause %s for %.3f s (HTTP %s).", scope.key, until - now, status)
         return until
@@ -443,7 +454,10 @@ class Limiter:
         """Lines for operators: each window with its current use, and any upstream pause."""
         windows = current_windows(integration.pk)
         now = self.clock()
-        usage = self.backend.usage(integration.pk, windows, now)
+        try:
+            usage = self.backend.usage(integration.pk, windows, now)
+        except SharedStoreUnavailable as exc:
+            return [exc.message]
         lines = [f"{window}: {used} used in the last {window.per_seconds:g} s"
                  + (" (busiest connection)" if window.per == PER_CONNECTION else "")
                  for window, used in zip(windows, usage["used"])] or ["No rate limits declared."]
@@ -467,12 +481,25 @@ class Permit:
         self.connection, self.priority, self.max_wait = connection, priority, max_wait
         self.waited_in_background = 0.0
         self.ticket = None
+        self.taken = False
 
     def take(self, deadline: float) -> float:
         """Wait for and take a permit; returns the (monotonic) deadline the request must now meet.
 
         An interactive caller is waiting, so its wait comes out of the call's budget. A background wait does not:
         the budget is the upstream's time to answer."""
+        try:
+            deadline = self._take(deadline)
+        except SharedStoreUnavailable as exc:
+            if self.taken:
+                # An earlier hop of this call was sent, so the call must not pass for one never sent (it would be
+                # repeated): like any permit refused for a later hop, the client reports an unusable answer.
+                raise RateLimited(exc.message, retry_after=exc.retry_after) from None
+            raise
+        self.taken = True
+        return deadline
+
+    def _take(self, deadline: float) -> float:
         if self.priority == INTERACTIVE:
             self.ticket = limiter().acquire(self.connection, INTERACTIVE, budget=deadline - time.monotonic())
             return deadline
@@ -487,6 +514,8 @@ class Permit:
             return
         try:
             limiter().settle(ticket)
+        except SharedStoreUnavailable:
+            pass  # logged once per interval by shared_store; the send counts from the pessimistic instant
         except Exception:
             # Harmless: the send keeps counting from `margin` after its permit, the pessimistic instant.
             log.warning("Could not settle a rate-limit permit of %s.", self.connection.pk, exc_info=True)
@@ -494,6 +523,8 @@ class Permit:
     def observe(self, status: int, headers) -> None:
         try:
             limiter().observe(self.connection, status, headers)
+        except SharedStoreUnavailable:
+            pass  # logged once per interval by shared_store
         except Exception:
             # The request was sent and answered: losing that answer over the pause store would be worse.
             log.warning("Could not record the upstream's rate-limit signal for %s.", self.connection.pk, exc_info=True)

@@ -42,6 +42,7 @@ def integration_upsert(entry: dict):
         integration.set_oauth_client_secret(client_secret)
     integration.categories = entry.get("categories", [])
     integration.rate_limits = entry.get("rate_limits", [])
+    integration.pause = entry.get("pause", Integration.PAUSE_CONNECTION)
     integration.allowed_override_hosts = [h.lower() for h in entry.get("allowed_override_hosts", [])]
     integration.sync_models = entry.get("sync_models", [])
     integration.docs_url = entry.get("docs_url", "")

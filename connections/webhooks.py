@@ -1,33 +1,130 @@
-"""Signed outbound webhooks to an organization's URL, shared by async passthrough and syncing.
+"""Signed outbound webhooks to an organization's URL, shared by async passthrough, syncing and the connect flow.
 
-Body: Merge's envelope `{"hook": {"id", "event", "target"}, "linked_account": {...}, "data": {...}}`.
-Signature: `X-Merge-Webhook-Signature` = URL-safe base64 of HMAC-SHA256(raw body, the organization's secret).
+Contract: spec/webhooks.md. Body: Merge's envelope `{"hook": {"id", "event", "target"}, "linked_account": {...},
+"data": {...}}`. Signatures, both on every attempt:
+- Standard Webhooks: `webhook-id` (the delivery id), `webhook-timestamp` (this attempt, Unix seconds) and
+  `webhook-signature: v1,<base64 HMAC-SHA256("{id}.{timestamp}.{body}", key = the secret's bytes after whsec_)>`,
+  one `v1,` entry per secret in use (the previous one too for 24 h after a rotation), space-separated;
+- `X-Merge-Webhook-Signature` = URL-safe base64 of HMAC-SHA256(raw body, key = the current secret as text), for
+  Merge SDK users.
 """
 
 import base64
+import binascii
 import hashlib
 import hmac
 import json
 import logging
-import random
 import time
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from connections import client
-from connections.models import Connection, WebhookAttempt, WebhookDelivery
-from integration_platform.errors import PlatformError
+from connections.addresses import check_address, ip_literal, normalize_host
+from connections.models import Connection, Organization, WebhookAttempt, WebhookDelivery, new_webhook_secret
+from connections.retry_policy import webhook_policy
+from integration_platform.errors import InvalidInput, PlatformError
 
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Merge-Webhook-Signature"
+SECRET_PREFIX = "whsec_"
+SECRET_OVERLAP = timedelta(hours=24)
+# The events we send; an organization may subscribe to some of them (none listed: all).
+EVENTS = ("async_passthrough.completed", "sync.completed", "connection.linked")
 
 
 def signature(body: bytes, secret: str) -> str:
+    """Merge's signature (merge.md §10)."""
     return base64.urlsafe_b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
 
+
+def _signing_key(secret: str) -> bytes:
+    """A `whsec_` secret's key is its base64 payload (Standard Webhooks); a legacy secret set by hand, its text."""
+    if secret.startswith(SECRET_PREFIX):
+        try:
+            return base64.b64decode(secret[len(SECRET_PREFIX):], validate=True)
+        except binascii.Error:
+            pass
+    return secret.encode()
+
+
+def standard_signature(delivery_id: str, timestamp: int, body: bytes, secrets: list[str]) -> str:
+    """`webhook-signature`: one `v1,<base64 HMAC-SHA256>` per secret, space-separated (Standard Webhooks)."""
+    message = f"{delivery_id}.{timestamp}.".encode() + body
+    return " ".join("v1," + base64.b64encode(hmac.new(_signing_key(secret), message, hashlib.sha256).digest()).decode()
+                    for secret in secrets)
+
+
+def signed_headers(delivery_id: str, body: bytes, secrets: list[str], timestamp: int) -> dict:
+    return {"Content-Type": "application/json", "User-Agent": "integration-platform-webhooks",
+            "webhook-id": delivery_id, "webhook-timestamp": str(timestamp),
+            "webhook-signature": standard_signature(delivery_id, timestamp, body, secrets),
+            SIGNATURE_HEADER: signature(body, secrets[0])}
+
+
+# --- Settings (the native API's /api/v1/webhook) -------------------------------------------------------------------
+
+def webhook_settings(organization: Organization) -> dict:
+    """What the settings API shows: never the secret itself."""
+    return {"url": organization.webhook_url or None, "events": list(organization.webhook_events),
+            "secret_set": bool(organization.webhook_secret_ciphertext)}
+
+
+def webhook_settings_update(organization: Organization, *, url: str | None, events: list[str]) -> dict:
+    """Set the organization's webhook URL (None: no webhook) and the events it receives (empty: all)."""
+    problems = (_url_problems(url) if url else []) + [
+        f"events: Unknown event {event!r}; known events: {', '.join(EVENTS)}." for event in events if event not in EVENTS]
+    if problems:
+        raise InvalidInput("Invalid input.", problems)
+    organization.webhook_url = url or ""
+    organization.webhook_events = list(dict.fromkeys(events))
+    organization.save(update_fields=["webhook_url", "webhook_events"])
+    return webhook_settings(organization)
+
+
+def _url_problems(url: str) -> list[str]:
+    """A webhook URL must be https (http only to a private or loopback host when WEBHOOK_ALLOW_PRIVATE_URLS is on)
+    and must not name an address the SSRF guard refuses (it checks the resolved address again at every delivery)."""
+    if any(ord(character) <= 0x20 or ord(character) == 0x7F for character in url):
+        return ["url: Must not contain spaces or control characters."]
+    try:
+        parts = urlsplit(url)
+        if parts.port == 0:  # reading the port also refuses a malformed one (ValueError)
+            raise ValueError
+        host = normalize_host(parts.hostname or "")
+        ip = ip_literal(host)
+        if ip is not None:
+            check_address(ip, settings.WEBHOOK_ALLOW_PRIVATE_URLS)
+    except InvalidInput as exc:
+        return [f"url: {'; '.join(exc.details) or exc.message}"]
+    except ValueError:
+        return ["url: Not a valid URL."]
+    private = host == "localhost" or host.endswith(".localhost") or (ip is not None and not ip.is_global)
+    if parts.scheme == "https" or (parts.scheme == "http" and private and settings.WEBHOOK_ALLOW_PRIVATE_URLS):
+        return []
+    if parts.scheme == "http":
+        return ["url: Must be https (http only to a private or loopback host when WEBHOOK_ALLOW_PRIVATE_URLS is on)."]
+    return ["url: Must be an https URL."]
+
+
+def webhook_secret_rotate(organization: Organization) -> str:
+    """A new secret, returned once; the replaced one keeps signing beside it for SECRET_OVERLAP."""
+    with transaction.atomic():
+        organization = Organization.objects.select_for_update().get(pk=organization.pk)
+        organization.webhook_previous_secret_ciphertext = organization.webhook_secret_ciphertext
+        organization.webhook_previous_secret_expires_at = timezone.now() + SECRET_OVERLAP
+        secret = new_webhook_secret()
+        organization.set_webhook_secret(secret)
+        organization.save(update_fields=["webhook_secret_ciphertext", "webhook_previous_secret_ciphertext",
+                                          "webhook_previous_secret_expires_at"])
+    return secret
+
+
+# --- Deliveries ----------------------------------------------------------------------------------------------------
 
 def linked_account(connection: Connection) -> dict:
     return {"id": str(connection.pk), "integration": connection.integration.name,
@@ -39,8 +136,8 @@ def linked_account(connection: Connection) -> dict:
 
 
 def webhook_send(organization, event: str, *, data: dict, connection: Connection | None = None) -> WebhookDelivery | None:
-    """Queue a signed event for the organization's webhook (none configured: nothing happens)."""
-    if not organization.webhook_url:
+    """Queue a signed event for the organization's webhook (none configured, or not subscribed to: nothing happens)."""
+    if not organization.webhook_url or (organization.webhook_events and event not in organization.webhook_events):
         return None
     with transaction.atomic():
         delivery = WebhookDelivery.objects.create(organization=organization, event=event, url=organization.webhook_url, payload={})
@@ -60,42 +157,46 @@ def _enqueue(delivery_id, delay_seconds: float = 0) -> None:
         log.warning("Could not enqueue webhook delivery %s; the sweeper will retry.", delivery_id, exc_info=True)
 
 
-def backoff_seconds(attempt: int) -> float:
-    """Exponential from WEBHOOK_RETRY_BASE_SECONDS, with ±20 % jitter so retries of many deliveries spread out."""
-    return settings.WEBHOOK_RETRY_BASE_SECONDS * 2 ** (attempt - 1) * random.uniform(0.8, 1.2)
-
-
 def webhook_deliver(delivery_id) -> None:
-    """One delivery attempt; on failure, schedule the next with backoff until WEBHOOK_MAX_ATTEMPTS."""
+    """One delivery attempt; if it failed and connections/retry_policy.py says another may succeed, schedule it
+    (WEBHOOK_RETRY_BASE_SECONDS backoff, up to WEBHOOK_MAX_ATTEMPTS). A delivery is repeatable: receivers
+    de-duplicate on `webhook-id`."""
     delivery = WebhookDelivery.objects.select_related("organization").filter(pk=delivery_id, status=WebhookDelivery.PENDING).first()
     if delivery is None:
         return
     body = json.dumps(delivery.payload, separators=(",", ":")).encode()
-    headers = {"Content-Type": "application/json", SIGNATURE_HEADER: signature(body, delivery.organization.webhook_secret()),
-               "User-Agent": "integration-platform-webhooks"}
     number = delivery.attempts + 1
     started = time.monotonic()
-    status, error = None, ""
+    response = status = error = None
     try:
+        secrets = delivery.organization.webhook_signing_secrets(timezone.now())
+        if not secrets:
+            raise InvalidInput("The organization has no webhook secret; nothing is sent unsigned.")
+        headers = signed_headers(str(delivery.pk), body, secrets, int(time.time()))
         response = client.post_to_user_url(delivery.url, body, headers, timeout=settings.WEBHOOK_TIMEOUT,
                                            allow_private=settings.WEBHOOK_ALLOW_PRIVATE_URLS)
         status = response.status
-        if not 200 <= status < 300:
-            error = f"Receiver answered HTTP {status}."
     except PlatformError as exc:
-        error = exc.message + (f" ({'; '.join(exc.details)})" if exc.details else "")
-    WebhookAttempt.objects.create(delivery=delivery, number=number, response_status=status, error=error,
+        error = exc
+    failure = (exc_text(error) if error is not None
+               else "" if 200 <= status < 300 else f"Receiver answered HTTP {status}.")
+    WebhookAttempt.objects.create(delivery=delivery, number=number, response_status=status, error=failure,
                                   duration_ms=int((time.monotonic() - started) * 1000))
     now = timezone.now()
-    if not error:
+    if not failure:
         WebhookDelivery.objects.filter(pk=delivery.pk).update(status=WebhookDelivery.DELIVERED, attempts=number,
                                                               delivered_at=now, next_attempt_at=None)
-    elif number >= settings.WEBHOOK_MAX_ATTEMPTS:
+        return
+    delay = webhook_policy().next_delay(number, idempotent=True, response=response, error=error)
+    if delay is None:
         WebhookDelivery.objects.filter(pk=delivery.pk).update(status=WebhookDelivery.FAILED, attempts=number, next_attempt_at=None)
     else:
-        delay = backoff_seconds(number)
         WebhookDelivery.objects.filter(pk=delivery.pk).update(attempts=number, next_attempt_at=now + timedelta(seconds=delay))
         _enqueue(delivery.pk, delay)
+
+
+def exc_text(exc: PlatformError) -> str:
+    return exc.message + (f" ({'; '.join(exc.details)})" if exc.details else "")
 
 
 def webhook_replay(delivery: WebhookDelivery) -> WebhookDelivery:

@@ -1,7 +1,7 @@
 """The platform's one error hierarchy, and its mapping to the native API's `{error, error_details}` shape.
 
 Services raise these; each API surface (native, Merge, Unified, Integry) turns them into its own HTTP shape in
-one place. `retryable` says whether repeating the same call later may succeed.
+one place. `transient` says whether repeating the same call later may succeed: connections/retry_policy.py reads it.
 """
 
 from django.http import Http404, JsonResponse
@@ -11,7 +11,7 @@ from rest_framework.response import Response
 
 class PlatformError(Exception):
     status = 400
-    retryable = False
+    transient = False
 
     def __init__(self, message: str, details: list[str] | None = None, retry_after: int | None = None):
         super().__init__(message)
@@ -46,14 +46,21 @@ class PayloadTooLarge(PlatformError):
 
 class RateLimited(PlatformError):
     status = 429
-    retryable = True
+    transient = True
+
+
+class SharedStoreUnavailable(PlatformError):
+    """The shared store (the Redis of CACHE_URL, which holds the rate limits) cannot be reached: nothing was sent."""
+
+    status = 503
+    transient = True
 
 
 class UpstreamUnreachable(PlatformError):
     """DNS, connect, TLS or protocol failure: nothing was delivered upstream."""
 
     status = 502
-    retryable = True
+    transient = True
 
 
 class UpstreamAnswerUnusable(UpstreamUnreachable):
@@ -61,14 +68,21 @@ class UpstreamAnswerUnusable(UpstreamUnreachable):
 
     Not safe to repeat blindly: the upstream may have acted on it."""
 
-    retryable = False
+    transient = False
 
 
 class UpstreamTimeout(PlatformError):
     """The upstream did not answer within the time budget of this call."""
 
     status = 408
-    retryable = True
+    transient = True
+
+
+def store_outage(exc) -> PlatformError | None:
+    """A Redis error of the shared store met outside the limiter (e.g. by the cache) as the same 503, not a 500."""
+    from connections import shared_store  # connections builds on this module
+
+    return shared_store.unavailable(exc) if isinstance(exc, shared_store.STORE_ERRORS) else None
 
 
 def native_body(message, details=()):
@@ -86,6 +100,7 @@ def _flatten(detail, prefix=""):
 def native_exception_handler(exc, context):
     """DRF exception handler for the native API: every error is JSON `{error, error_details}`."""
     headers = {}
+    exc = store_outage(exc) or exc
     if isinstance(exc, PlatformError):
         if exc.retry_after:
             headers["Retry-After"] = str(exc.retry_after)

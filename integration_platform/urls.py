@@ -4,7 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
 from integration_platform.echo import echo
-from connections.api.views import ConnectionViewSet, FunctionViewSet, IntegrationViewSet
+from connections.api.views import ConnectionViewSet, FunctionViewSet, IntegrationViewSet, WebhookSecretView, WebhookSettingsView
 from passthrough.api.passthrough_views import (
     AsyncPassthroughResultView,
     AsyncPassthroughView,
@@ -36,6 +36,8 @@ urlpatterns = [
             name="async-passthrough-result"),
     re_path(r"^api/v1/functions/(?P<name>[^/]+)/?$", FunctionView.as_view(), name="function"),
     re_path(r"^api/v1/(?P<name>[a-z0-9][a-z0-9-]*-passthrough-request)/?$", FunctionView.as_view(), name="function-by-app"),
+    re_path(r"^api/v1/webhook/?$", WebhookSettingsView.as_view(), name="webhook-settings"),
+    re_path(r"^api/v1/webhook/secret/?$", WebhookSecretView.as_view(), name="webhook-secret"),
     path("api/v1/", include("syncing.api.urls")),
     path("api/v1/", include(router.urls)),
     path("merge/api/", include("passthrough.dialects.merge")),

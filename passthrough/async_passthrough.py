@@ -26,12 +26,14 @@ from django.utils import timezone
 from connections.client import clean_request_headers, ensure_usable
 from connections.models import Connection
 from connections.ratelimit import PermitDelayed
-from integration_platform.errors import NotFound, PlatformError, RateLimited, UpstreamTimeout, UpstreamUnreachable
+from connections.retry_policy import async_passthrough_policy
+from integration_platform.errors import (NotFound, PlatformError, RateLimited, SharedStoreUnavailable, UpstreamTimeout,
+                                         UpstreamUnreachable)
 from passthrough import services
 from passthrough.envelopes import Envelope
 from passthrough.formats import remote_response
 from passthrough.models import AsyncPassthroughRequest, FunctionCall
-from passthrough.retries import IDEMPOTENT_METHODS, retry_delay, retryable
+from passthrough.retries import IDEMPOTENT_METHODS
 
 log = logging.getLogger(__name__)
 WORKER_LOST = "Worker lost while the request was in flight; not retried to avoid a duplicate side effect."
@@ -91,19 +93,19 @@ def async_passthrough_run(request_id) -> None:
             timeout=min(settings.ASYNC_PASSTHROUGH_OUTBOUND_TIMEOUT, remaining), priority="background",
             permit_wait=remaining,
         )
-    except PermitDelayed as exc:
-        if not _retry_later(request, exc.delay, attempted=False):
+    except (PermitDelayed, SharedStoreUnavailable) as exc:
+        # Nothing was sent: wait for a permit (or for the shared store to be back) without counting an attempt.
+        if not _retry_later(request, getattr(exc, "delay", exc.retry_after), attempted=False):
             _finish(request, error=NO_PERMIT.format(seconds=settings.ASYNC_PASSTHROUGH_DEADLINE_SECONDS))
         return
     except (UpstreamTimeout, UpstreamUnreachable) as exc:
         error = exc
     except PlatformError as exc:
         return _finish(request, error=exc.message)
-    if request.attempts < settings.ASYNC_PASSTHROUGH_MAX_ATTEMPTS and retryable(envelope.method, response, error):
-        delay = retry_delay(request.attempts, settings.ASYNC_PASSTHROUGH_RETRY_BASE_SECONDS, response,
-                            timezone.now().timestamp())
-        if _retry_later(request, delay, attempted=True):
-            return
+    delay = async_passthrough_policy().next_delay(request.attempts, idempotent=envelope.method in IDEMPOTENT_METHODS,
+                                                  response=response, error=error, now=timezone.now().timestamp())
+    if delay is not None and _retry_later(request, delay, attempted=True):
+        return
     if error is not None:
         return _finish(request, error=error.message)
     _finish(request, result=remote_response(envelope.method, envelope.path, response, normalize=envelope.normalize_response))

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from connections import client
 from connections.models import Connection, Function
+from connections.retry_policy import sync_passthrough_policy
 from integration_platform.errors import InvalidInput, RateLimited, UpstreamTimeout, UpstreamUnreachable
 from passthrough import retries as retrying
 from passthrough.formats import function_output, headers_dict
@@ -57,7 +58,7 @@ def passthrough_execute_retrying(*, retries: int, method: str, timeout: float | 
                                  **call) -> client.UpstreamResponse:
     """`passthrough_execute` for a sync caller who asked for up to `retries` more attempts (X-Passthrough-Retries).
 
-    Only idempotent methods are retried, only on a network error, 429 or 5xx (passthrough/retries.py), after a
+    Only idempotent methods are retried, only on what connections/retry_policy.py calls transient, after a
     backoff from PASSTHROUGH_RETRY_BASE_SECONDS or the upstream's Retry-After, and only while the whole call stays
     within its budget. Each attempt is logged. The caller gets the last attempt's answer; when our own rate limit
     refuses a retry, the answer the upstream gave before.
@@ -65,6 +66,7 @@ def passthrough_execute_retrying(*, retries: int, method: str, timeout: float | 
     method = method_checked(method)
     deadline = time.monotonic() + (timeout if timeout is not None else settings.SYNC_PASSTHROUGH_TIMEOUT)
     retries = retries if method in retrying.IDEMPOTENT_METHODS else 0
+    policy = sync_passthrough_policy(retries)
     for attempt in range(1, retries + 2):
         try:
             response, error = passthrough_execute(method=method, timeout=deadline - time.monotonic(), **call), None
@@ -74,10 +76,8 @@ def passthrough_execute_retrying(*, retries: int, method: str, timeout: float | 
             if attempt == 1:
                 raise
             break
-        if attempt > retries or not retrying.retryable(method, response, error):
-            break
-        delay = retrying.retry_delay(attempt, settings.PASSTHROUGH_RETRY_BASE_SECONDS, response, time.time())
-        if time.monotonic() + delay + MIN_ATTEMPT_SECONDS > deadline:
+        delay = policy.next_delay(attempt, idempotent=True, response=response, error=error)  # retries: idempotent only
+        if delay is None or time.monotonic() + delay + MIN_ATTEMPT_SECONDS > deadline:
             break
         time.sleep(delay)
     if error is not None:

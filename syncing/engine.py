@@ -1,7 +1,7 @@
 """One sync run of one model of one connection: pages pulled through the outbound client, stored in bulk.
 
-The caller holds the pair's claim (services.py). Each page is fetched (retrying 408, 429, 5xx and unreachable
-upstreams with backoff, honouring Retry-After), logged as a function call (rows written in bulk), and upserted in
+The caller holds the pair's claim (services.py). Each page is fetched (retrying what connections/retry_policy.py
+calls transient, with backoff, honouring Retry-After), logged as a function call (rows written in bulk), and upserted in
 one transaction with the run's counters: records whose data did not change are not written, so they keep their
 `modified_at`. A full run that saw every page marks the records it did not see as deleted. A failure keeps the pages
 stored so far.
@@ -21,9 +21,9 @@ from django.utils.dateparse import parse_datetime
 
 from connections import client
 from connections.models import Connection
+from connections.retry_policy import sync_page_policy
 from integration_platform.errors import ConnectionUnusable, PlatformError, RateLimited
 from passthrough.models import FunctionCall
-from passthrough.retries import retry_delay
 from passthrough.services import function_call_row, passthrough_function_ids
 from syncing.models import Record, SyncRun, SyncState
 from syncing.pagination import PaginationError, dig, first_page, next_page
@@ -178,23 +178,13 @@ def _fetch(run, target: client.Target, calls: CallLog):
         if exchange.error is None and 200 <= response.status < 300:
             return exchange.url, response
         problem = str(exchange.error) if exchange.error else f"HTTP {response.status}"
-        wait = _retry_wait(exchange, attempt)
-        if wait is None or attempt >= settings.SYNC_MAX_RETRIES:
+        wait = sync_page_policy().next_delay(attempt + 1, idempotent=True, response=response, error=exchange.error)
+        if wait is None:
             tries = f" after {attempt + 1} attempts" if attempt else ""
             raise SyncFailed(f"GET {call.url}: {problem}{tries}.")  # the URL as logged: redacted
         log.info("Sync of %s: page request answered %s; retry %d in %.1f s.", run.model, problem, attempt + 1, wait)
         sleep(wait)
         attempt += 1
-
-
-def _retry_wait(exchange, attempt: int) -> float | None:
-    """Seconds before the next attempt (the shared background backoff: 1 min, 2 min... with jitter, or the
-    upstream's Retry-After if longer, capped), or None if repeating cannot help."""
-    response = exchange.response
-    if exchange.error is None and response.status not in (408, 429) and response.status < 500:
-        return None
-    wait = retry_delay(attempt + 1, settings.SYNC_RETRY_BASE_SECONDS, response, time.time())
-    return min(wait, settings.SYNC_RETRY_MAX_WAIT_SECONDS)
 
 
 def _read(response, spec):

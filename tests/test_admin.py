@@ -243,7 +243,7 @@ class TestConnectionAdmin:
 def integration_form(**changes):
     data = {
         "slug": "globex", "name": "Globex", "description": "", "base_url": "https://api.globex.test",
-        "auth_scheme": "bearer", "auth_config": "{}", "categories": "[]", "rate_limits": "[]",
+        "auth_scheme": "bearer", "auth_config": "{}", "categories": "[]", "rate_limits": "[]", "pause": "connection",
         "allowed_override_hosts": "[]", "sync_models": "[]", "docs_url": "", "logo_url": "", "enabled": "on",
         "oauth_client_secret": "",
         "functions-TOTAL_FORMS": "0", "functions-INITIAL_FORMS": "0",

@@ -92,6 +92,8 @@ class TestLoadCatalog:
         ({**GOOD_ENTRY, "slug": "bad", "rate_limits": [{"requests": 0, "per_seconds": 1}]},
          "integrations[1] (bad) rate_limits[0]:"),
         ({**GOOD_ENTRY, "slug": "bad", "rate_limits": {"requests": 5}}, "integrations[1] (bad) rate_limits:"),
+        ({**GOOD_ENTRY, "slug": "bad", "pause": "everyone"},
+         'integrations[1] (bad) pause: Must be "connection" (an upstream rate-limit signal pauses only the connection'),
         ({**GOOD_ENTRY, "slug": "bad", "auth": {"scheme": "api_key"}}, "integrations[1] (bad) auth.name:"),
         ({**GOOD_ENTRY, "slug": "Bad Slug"}, "integrations[1] (Bad Slug) slug:"),
         ({**GOOD_ENTRY, "slug": ["bad"]}, "integrations[1] slug:"),
@@ -105,6 +107,12 @@ class TestLoadCatalog:
         assert any(line.startswith(detail) for line in result["error_details"]), result["error_details"]
         assert not Integration.objects.exists()
         assert not Function.objects.exists()
+
+    def test_pause_integration_is_loaded_and_connection_is_the_default(self, tmp_path):
+        other = {**GOOD_ENTRY, "slug": "app-quota", "pause": "integration"}
+        code, _, _ = run("load_catalog", write_catalog(tmp_path, {"integrations": [GOOD_ENTRY, other]}))
+        assert code == 0
+        assert dict(Integration.objects.values_list("slug", "pause")) == {"good": "connection", "app-quota": "integration"}
 
     def test_bad_entry_leaves_existing_integrations_unchanged(self, tmp_path):
         run("load_catalog", write_catalog(tmp_path, {"integrations": [GOOD_ENTRY]}))

@@ -287,20 +287,27 @@ class TestLimiter:
         set_windows(connection.integration)
         take(limiter, connection, 50)
 
-    def test_an_upstream_pause_stops_every_connection_of_the_integration(self, limiter, connection, bob, clock):
+    @pytest.mark.parametrize("signal", [(429, [("Retry-After", "30")]), (503, [("Retry-After", "30")]),
+                                        (200, [("X-RateLimit-Remaining", "0"), ("X-RateLimit-Reset", "30")])])
+    def test_an_upstream_signal_pauses_only_the_connection_that_received_it(self, limiter, connection, bob, clock,
+                                                                           no_wait, signal):
+        bobs, _ = make_connection(bob.organization, connection.integration)
+        limiter.observe(connection, *signal)
+        assert admitted(limiter, bobs)  # another tenant's quota is not this one's
+        with pytest.raises(RateLimited) as refused:
+            limiter.acquire(connection)
+        assert refused.value.retry_after == 30
+        clock.at(30)
+        assert admitted(limiter, connection)
+
+    def test_pause_integration_makes_an_upstream_signal_stop_every_connection(self, limiter, connection, bob, clock):
+        Integration.objects.filter(pk=connection.integration_id).update(pause=Integration.PAUSE_INTEGRATION)
         bobs, _ = make_connection(bob.organization, connection.integration)
         limiter.observe(connection, 429, [("Retry-After", "30")])
         with pytest.raises(RateLimited) as refused:
             limiter.acquire(bobs)
         assert refused.value.retry_after == 30
         clock.at(30)
-        assert admitted(limiter, bobs)
-
-    def test_a_pause_of_per_connection_limits_stops_only_that_connection(self, limiter, connection, bob):
-        set_windows(connection.integration, window(50, 60, "connection"))
-        bobs, _ = make_connection(bob.organization, connection.integration)
-        limiter.observe(connection, 429, [("Retry-After", "30")])
-        assert not admitted(limiter, connection)
         assert admitted(limiter, bobs)
 
     def test_a_shorter_signal_does_not_shorten_a_pause(self, limiter, connection, clock, no_wait):
@@ -328,7 +335,10 @@ class TestLimiter:
 
     def test_usage_shows_an_upstream_pause(self, limiter, connection):
         limiter.observe(connection, 429, [("Retry-After", "90")])
-        assert limiter.usage(connection.integration)[-1] == "Paused by the upstream until 2023-11-14T22:14:50+00:00."
+        assert limiter.usage(connection.integration)[-1] == "1 connection(s) paused by the upstream."
+        Integration.objects.filter(pk=connection.integration_id).update(pause=Integration.PAUSE_INTEGRATION)
+        limiter.observe(connection, 429, [("Retry-After", "90")])
+        assert limiter.usage(connection.integration)[-2] == "Paused by the upstream until 2023-11-14T22:14:50+00:00."
 
 
 # --- Upstream signals: parsing -------------------------------------------------------------------------------------
@@ -411,17 +421,32 @@ def upstream():
 
 
 class TestCallers:
-    def test_an_upstream_429_with_retry_after_pauses_the_integration_for_every_caller(self, limiter, alice, bob, upstream):
+    def test_an_upstream_429_pauses_only_the_connection_that_received_it(self, limiter, alice, bob, upstream):
         integration = limited(window(100, 60))
         _, alices_token = make_connection(alice.organization, integration)
         _, bobs_token = make_connection(bob.organization, integration)
         upstream.get(f"{UPSTREAM}/contacts", status=429, headers={"Retry-After": "120"}, json={"error": "slow down"})
         first = passthrough(alice, alices_token)
         assert first.status_code == 200 and first.json()["status"] == 429  # the upstream's answer, as it came
-        refused = passthrough(bob, bobs_token)
+        refused = passthrough(alice, alices_token)
         assert refused.status_code == 429
         assert refused["Retry-After"] == "120"
         assert set(refused.json()) == {"error", "error_details"}
+        assert len(upstream.calls) == 1
+        assert passthrough(bob, bobs_token).status_code == 200  # bob's account has its own quota: sent
+        assert len(upstream.calls) == 2
+
+    def test_an_upstream_429_pauses_every_caller_of_an_integration_with_pause_integration(self, limiter, alice, bob,
+                                                                                          upstream):
+        integration = limited(window(100, 60))
+        Integration.objects.filter(pk=integration.pk).update(pause=Integration.PAUSE_INTEGRATION)
+        _, alices_token = make_connection(alice.organization, integration)
+        _, bobs_token = make_connection(bob.organization, integration)
+        upstream.get(f"{UPSTREAM}/contacts", status=429, headers={"Retry-After": "120"}, json={"error": "slow down"})
+        assert passthrough(alice, alices_token).json()["status"] == 429
+        refused = passthrough(bob, bobs_token)
+        assert refused.status_code == 429
+        assert refused["Retry-After"] == "120"
         assert len(upstream.calls) == 1
 
     def test_the_native_api_answers_429_json_with_retry_after_when_the_window_is_full(self, limiter, alice, upstream, clock):

@@ -264,6 +264,18 @@ def test_a_failure_mid_run_that_clears_on_retry_does_not_fail_the_run(alice, syn
     assert statuses == [200, 200, status, 200, 200]
 
 
+def test_an_answer_over_the_size_cap_is_permanent_and_not_retried(alice, sync_upstream, waits, settings):
+    """connections/retry_policy.py: an answer that came but cannot be used would come the same way again."""
+    settings.SYNC_MAX_RETRIES = 3
+    settings.OUTBOUND_MAX_RESPONSE_BYTES = 200
+    sync_upstream.reset(make_records(10, updated_at=OLD))
+    connection = connect(alice, sync_upstream)
+    run = services.sync_now(connection, "contacts")
+    assert run.status == "FAILED"
+    assert "larger than 200 bytes" in run.error and "attempts" not in run.error
+    assert (run.requests, waits) == (1, [])
+
+
 class LimiterSpy:
     """The shared rate limiter, recording the priority of every permit asked for; refuses the first `refusals`."""
 

@@ -8,7 +8,7 @@ class IntegrationSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Integration
-        fields = ["slug", "name", "description", "base_url", "auth_scheme", "categories", "rate_limits",
+        fields = ["slug", "name", "description", "base_url", "auth_scheme", "categories", "rate_limits", "pause",
                   "allowed_override_hosts", "docs_url", "logo_url", "passthrough_function"]
 
 
@@ -45,3 +45,16 @@ class ConnectionCreateSerializer(serializers.Serializer):
     label = serializers.CharField(max_length=255, required=False, default="")
     end_user_email = serializers.CharField(max_length=255, required=False, default="")
     end_user_organization_name = serializers.CharField(max_length=255, required=False, default="")
+
+
+class WebhookSettingsSerializer(serializers.Serializer):
+    url = serializers.CharField(allow_null=True, max_length=2000,
+                                help_text="https URL that receives events; null: no webhook.")
+    events = serializers.ListField(child=serializers.CharField(max_length=100), required=False, default=list,
+                                   help_text="Events to receive; empty or absent: all.")
+    secret_set = serializers.BooleanField(read_only=True, help_text="The signing secret is never shown again.")
+
+
+class WebhookSecretSerializer(serializers.Serializer):
+    secret = serializers.CharField(read_only=True, help_text="whsec_…: shown once; the previous secret keeps "
+                                                             "verifying for 24 h.")

@@ -1,14 +1,17 @@
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from connections import services
+from connections import services, webhooks
 from connections.api.serializers import (
     ConnectionCreatedSerializer,
     ConnectionCreateSerializer,
     ConnectionSerializer,
     FunctionSerializer,
     IntegrationSerializer,
+    WebhookSecretSerializer,
+    WebhookSettingsSerializer,
 )
 from connections.models import Connection, Function, Integration
 from integration_platform.errors import InvalidInput
@@ -96,3 +99,27 @@ class ConnectionViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.R
 
     def perform_destroy(self, instance):
         services.connection_delete(instance)
+
+
+class WebhookSettingsView(APIView):
+    """The caller's organization's webhook: where events go, and which (spec/webhooks.md)."""
+
+    @extend_schema(responses={200: WebhookSettingsSerializer})
+    def get(self, request):
+        return Response(webhooks.webhook_settings(request.user.organization))
+
+    @extend_schema(request=WebhookSettingsSerializer, responses={200: WebhookSettingsSerializer})
+    def put(self, request):
+        payload = WebhookSettingsSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        return Response(webhooks.webhook_settings_update(request.user.organization, url=payload.validated_data["url"],
+                                                         events=payload.validated_data["events"]))
+
+
+class WebhookSecretView(APIView):
+    """Rotate the webhook signing secret: the new one is shown once; the previous one keeps signing for 24 h."""
+
+    @extend_schema(request=None, responses={201: WebhookSecretSerializer})
+    def post(self, request):
+        secret = webhooks.webhook_secret_rotate(request.user.organization)
+        return Response({"secret": secret}, status=status.HTTP_201_CREATED)

@@ -31,6 +31,7 @@ from integration_platform.errors import (
     PlatformError,
     UpstreamAnswerUnusable,
     UpstreamTimeout,
+    store_outage,
 )
 from passthrough import async_passthrough, envelopes, services
 from passthrough.dialects.merge_serializers import (
@@ -67,7 +68,7 @@ def merge_error(status: int, detail: str, errors: dict | None = None, retry_afte
     if errors:
         body["errors"] = errors
     headers = {}
-    if status == 429:
+    if status == 429 or (status == 503 and retry_after):
         headers["Retry-After"] = str(max(1, math.ceil(float(retry_after or 1))))
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="api"'
@@ -102,6 +103,7 @@ def _drf_errors(detail, prefix="") -> dict:
 
 def merge_exception_handler(exc, context):
     """The one place where errors become Merge-style HTTP answers."""
+    exc = store_outage(exc) or exc
     if isinstance(exc, UpstreamAnswerUnusable):
         # The call was delivered: a 5xx would make the SDK send it again (merge.md §3), so a final 400.
         return merge_error(400, f"The request was delivered upstream, but its answer could not be used: {exc.message}")
