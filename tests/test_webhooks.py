@@ -55,7 +55,7 @@ def test_every_organization_gets_a_standard_webhooks_secret_when_it_is_created(d
 def test_the_data_migration_gives_existing_organizations_a_secret(db):
     Organization.objects.create(name="old")
     Organization.objects.filter(name="old").update(webhook_secret_ciphertext="")  # as before secrets were mandatory
-    migration = importlib.import_module("connections.migrations.0005_integration_pause_and_standard_webhooks")
+    migration = importlib.import_module("connections.migrations.0006_integration_pause_and_standard_webhooks")
     migration.give_every_organization_a_webhook_secret(apps, None)
     assert Organization.objects.get(name="old").webhook_secret().startswith("whsec_")
 

@@ -17,7 +17,7 @@ def give_every_organization_a_webhook_secret(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('connections', '0004_ratelimit'),
+        ('connections', '0005_function_typed_operations'),
     ]
 
     operations = [
