@@ -36,10 +36,9 @@ from passthrough import async_passthrough, envelopes, services
 from passthrough.dialects.merge_serializers import (
     ACCOUNT_STATUSES, EMPTY, ERROR, AccountToken, AsyncReceipt, MergeAccountDetailsSerializer, MergeLinkedAccountSerializer,
     MergeLinkedAccountsQuerySerializer, MergeSyncStatusSerializer, PassthroughRequest, RemoteResponse)
-from passthrough.connection_lookup import ACCOUNT_TOKEN_HEADER, connection_by_account_token
+from passthrough.connection_lookup import ACCOUNT_TOKEN_HEADER, caller_secrets, connection_by_account_token
 from passthrough.formats import remote_response
 from passthrough.models import FunctionCall
-from passthrough.redaction import Redactor
 from passthrough.retries import requested_retries
 from syncing import services as syncing_services
 
@@ -269,11 +268,8 @@ class PassthroughView(MergeView):
             raise UpstreamTimeout(
                 f"The upstream did not answer within {settings.SYNC_PASSTHROUGH_TIMEOUT:g} seconds; use async "
                 f"passthrough: POST /merge/api/{category}/v1/async-passthrough") from None
-        body = remote_response(envelope.method, envelope.path, response, normalize=envelope.normalize_response)
-        # An upstream may echo the credential in a header: it never reaches the caller (merge.md §4).
-        redactor = Redactor(connection.secret_values())
-        body["response_headers"] = {name: redactor.text(value) for name, value in body["response_headers"].items()}
-        return Response(body)
+        return Response(remote_response(envelope.method, envelope.path, response,
+                                        normalize=envelope.normalize_response))
 
 
 class AccountDetailsView(MergeView):
@@ -362,7 +358,8 @@ class AsyncPassthroughView(MergeView):
         connection = account_connection(request)
         envelope = envelopes.parse(request.data, data_must_be_string=True)
         receipt = async_passthrough.async_passthrough_create(connection=connection, envelope=envelope,
-                                                             dialect=FunctionCall.DIALECT_MERGE)
+                                                             dialect=FunctionCall.DIALECT_MERGE,
+                                                             extra_secrets=caller_secrets(request))
         return Response({"async_passthrough_receipt_id": str(receipt.pk)})
 
 
