@@ -5,17 +5,20 @@
 
 import base64
 import binascii
-import gzip
 import json
 import secrets
+import zlib
 from dataclasses import dataclass
 
+from django.conf import settings
+
 from connections import client
-from integration_platform.errors import InvalidInput
+from integration_platform.errors import InvalidInput, PayloadTooLarge
 from passthrough.services import method_checked
 
 REQUEST_FORMATS = {"JSON": "application/json", "XML": "application/xml", "MULTIPART": "multipart/form-data"}
 MULTIPART_ENCODINGS = ("RAW", "BASE64", "GZIP_BASE64")
+GZIP_WBITS = 16 + zlib.MAX_WBITS
 
 
 @dataclass
@@ -114,10 +117,14 @@ def _multipart(items) -> tuple[bytes, str]:
         raise InvalidInput("Invalid input.", ["multipart_form_data: Must be a non-empty list."])
     boundary = "----platform" + secrets.token_hex(12)
     parts = []
+    # The body we build may not outgrow the request body limit, however well its parts were compressed.
+    budget = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     for i, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not isinstance(item.get("data"), str):
             raise InvalidInput("Invalid input.", [f"multipart_form_data[{i}]: Needs string `name` and `data`."])
-        content = _multipart_data(item, i)
+        content = _multipart_data(item, i, budget)
+        if budget is not None:
+            budget -= len(content)
         disposition = f'form-data; name="{_quoted(item["name"])}"'
         if item.get("file_name"):
             disposition += f'; filename="{_quoted(str(item["file_name"]))}"'
@@ -128,7 +135,7 @@ def _multipart(items) -> tuple[bytes, str]:
     return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
-def _multipart_data(item, i) -> bytes:
+def _multipart_data(item, i, budget: int | None) -> bytes:
     encoding = item.get("encoding") or "RAW"
     if encoding not in MULTIPART_ENCODINGS:
         raise InvalidInput("Invalid input.", [f"multipart_form_data[{i}].encoding: Must be RAW, BASE64 or GZIP_BASE64."])
@@ -136,9 +143,31 @@ def _multipart_data(item, i) -> bytes:
         return item["data"].encode()
     try:
         raw = base64.b64decode(item["data"], validate=True)
-        return gzip.decompress(raw) if encoding == "GZIP_BASE64" else raw
-    except (binascii.Error, OSError, EOFError):
+        return gunzip_capped(raw, budget) if encoding == "GZIP_BASE64" else raw
+    except (binascii.Error, zlib.error, EOFError):
         raise InvalidInput("Invalid input.", [f"multipart_form_data[{i}].data: Not valid {encoding} data."]) from None
+
+
+def gunzip_capped(data: bytes, limit: int | None) -> bytes:
+    """gzip data (one member or several) decompressed in a stream that stops past `limit` bytes: a few KB that
+    expand to gigabytes are refused (PayloadTooLarge) without ever being held in memory."""
+    out, size = [], 0
+    while True:
+        decompressor = zlib.decompressobj(GZIP_WBITS)
+        chunk = decompressor.decompress(data, (limit - size + 1) if limit is not None else 0)
+        while True:
+            size += len(chunk)
+            if limit is not None and size > limit:
+                raise PayloadTooLarge(f"A GZIP_BASE64 part expands past the request body limit of {limit} bytes.")
+            out.append(chunk)
+            if decompressor.eof or not decompressor.unconsumed_tail:
+                break
+            chunk = decompressor.decompress(decompressor.unconsumed_tail, (limit - size + 1) if limit is not None else 0)
+        if not decompressor.eof:
+            raise EOFError("gzip data ends before its end marker")
+        data = decompressor.unused_data
+        if not data:
+            return b"".join(out)
 
 
 def _quoted(value: str) -> str:

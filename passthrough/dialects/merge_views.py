@@ -50,9 +50,10 @@ CATEGORIES = ("accounting", "ats", "calendar", "chat", "crm", "email", "filestor
 
 # --- Errors --------------------------------------------------------------------------------------------------------
 
-# The 4xx statuses of Merge's contract. Any other client error (403, 409, 413, 415...) is answered as 400, and 405
-# as 404: the SDK retries 409, and clients only expect these.
-CLIENT_ERROR_STATUSES = frozenset({400, 401, 404, 408, 429})
+# The 4xx statuses of Merge's contract, plus 413 (a body over MAX_REQUEST_BODY_BYTES, as on every surface; the SDK
+# does not retry it). Any other client error (403, 409, 415...) is answered as 400, and 405 as 404: the SDK retries
+# 409, and clients only expect these.
+CLIENT_ERROR_STATUSES = frozenset({400, 401, 404, 408, 413, 429})
 FIELD_DETAIL = re.compile(r"^([\w.\[\]-]+): (.+)$", re.S)
 
 
