@@ -10,7 +10,7 @@ from connections.api.serializers import FunctionSerializer
 from connections.models import Function
 from integration_platform.errors import InvalidInput, NotFound, UpstreamTimeout, native_body
 from passthrough import async_passthrough, envelopes, services
-from passthrough.connection_lookup import caller_secrets, connection_by_account_token, native_connection
+from passthrough.connection_lookup import account_token, caller_secrets, connection_by_account_token, native_connection
 from passthrough.formats import remote_response
 from passthrough.models import FunctionCall
 from passthrough.retries import RETRY_HEADER, requested_retries
@@ -92,8 +92,7 @@ class FunctionView(APIView):
                    tags=["functions"])
     def post(self, request, name):
         function = function_or_404(name)
-        token = request.META.get("HTTP_X_ACCOUNT_TOKEN")
-        connection = connection_by_account_token(request.user.organization, token)
+        connection = connection_by_account_token(request.user.organization, account_token(request))
         if connection.integration_id != function.integration_id:
             raise InvalidInput("Invalid input.", [f"X-Account-Token: This connection is not a {function.integration.name} account."])
         try:

@@ -32,6 +32,7 @@ from integration_platform.errors import (
     PlatformError,
     UpstreamTimeout,
 )
+from integration_platform.validation import safe_id
 from passthrough import services
 from passthrough.api.passthrough_views import sync_timeout
 from passthrough.models import FunctionCall
@@ -245,7 +246,7 @@ def connection_for_call(caller: Caller, integration: Integration, account_id: st
     accounts = list(Connection.objects.filter(organization=caller.organization, integration=integration,
                                               end_user_id=caller.user_id).select_related("integration").order_by("id"))
     if account_id:
-        chosen = [c for c in accounts if re.fullmatch(r"[0-9]{1,18}", account_id) and c.pk == int(account_id)]
+        chosen = [c for c in accounts if c.pk == safe_id(account_id)]
         if not chosen:
             raise InvalidInput(CALL_REFUSED, [f"connected_account_id: Not a connected {integration.name} account "
                                               "of this user."])

@@ -32,11 +32,12 @@ from integration_platform.errors import (
     UpstreamAnswerUnusable,
     UpstreamTimeout,
 )
+from integration_platform.validation import safe_id
 from passthrough import async_passthrough, envelopes, services
 from passthrough.dialects.merge_serializers import (
     ACCOUNT_STATUSES, EMPTY, ERROR, AccountToken, AsyncReceipt, MergeAccountDetailsSerializer, MergeLinkedAccountSerializer,
     MergeLinkedAccountsQuerySerializer, MergeSyncStatusSerializer, PassthroughRequest, RemoteResponse)
-from passthrough.connection_lookup import ACCOUNT_TOKEN_HEADER, caller_secrets, connection_by_account_token
+from passthrough.connection_lookup import account_token, caller_secrets, connection_by_account_token
 from passthrough.formats import remote_response
 from passthrough.models import FunctionCall
 from passthrough.retries import requested_retries
@@ -138,7 +139,7 @@ class MergeView(APIView):
 
 def account_connection(request) -> Connection:
     """The caller's connection named by `X-Account-Token`: missing, unknown or another tenant's → 401."""
-    token = request.META.get(ACCOUNT_TOKEN_HEADER)
+    token = account_token(request)
     if not token:
         raise NotAuthenticated("The X-Account-Token header is required.")
     return connection_by_account_token(request.user.organization, token)
@@ -210,7 +211,7 @@ class MergeCursorPagination(CursorPagination):
 # --- Selectors -----------------------------------------------------------------------------------------------------
 
 def _ids(values) -> list[int]:
-    return [int(v) for v in (v.strip() for v in values) if v.isascii() and v.isdigit() and int(v) < 2**63]
+    return [pk for pk in (safe_id(v.strip()) for v in values) if pk is not None]
 
 
 def _list(value: str) -> list[str]:
