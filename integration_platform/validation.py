@@ -19,14 +19,15 @@ def safe_id(value) -> int | None:
 
 
 def header_value(request, name: str, pattern: str | None = None, expected: str = "Must be printable ASCII.") -> str | None:
-    """The value of a request header we read, stripped; None when absent or empty.
+    """The value of a request header we read, stripped; None when absent (or empty, without a `pattern`).
 
     WSGI hands header bytes over as latin-1 text, so any byte may arrive. A value that is not printable ASCII, or
     does not match `pattern` (a regular expression, whole value), raises InvalidInput `"<name>: <expected>"`.
     """
-    value = request.headers.get(name, "").strip()
-    if not value:
+    value = request.headers.get(name)
+    if value is None or (pattern is None and not value.strip()):
         return None
+    value = value.strip()
     if not (value.isascii() and value.isprintable()) or (pattern is not None and not re.fullmatch(pattern, value)):
         raise InvalidInput("Invalid header.", [f"{name}: {expected}"])
     return value
