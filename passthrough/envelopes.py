@@ -84,12 +84,21 @@ def parse(payload, *, data_must_be_string: bool) -> Envelope:
     data = p.get("data")
     if data is not None and data_must_be_string and not isinstance(data, str):
         errors.append("data: Must be a string (serialize JSON, XML or multipart bodies into it).")
+    errors += [f"{name}: NUL characters are not allowed." for name, value in (
+        ("path", path), ("base_url_override", override), ("query", query)) if _has_nul(value)]
     if errors:
         raise InvalidInput("Invalid input.", errors)
     headers = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in headers.items()}
     body = _body(p, data, request_format, headers)
     return Envelope(method, path, override, headers, body, [(str(k), str(v)) for k, v in query.items()],
                     bool(p.get("normalize_response", False)))
+
+
+def _has_nul(value) -> bool:
+    """A NUL in a URL part reaches no valid resource, and PostgreSQL cannot store it (async requests are stored)."""
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    return isinstance(value, str) and "\x00" in value
 
 
 def _has(headers, name):

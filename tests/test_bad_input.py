@@ -1,4 +1,5 @@
-"""Headers we read are validated by one helper (never a 500), and "a safe 64-bit id" is spelled once.
+"""Bad input is a 400, never a 500: headers we read are validated by one helper, "a safe 64-bit id" is spelled
+once, and a NUL in a passthrough path or query (which PostgreSQL cannot store) is refused up front.
 
 WSGI hands header bytes over as latin-1 text: the byte 0xB2 arrives as "²", which `str.isdigit()` takes for a digit
 and `int()` refuses.
@@ -90,3 +91,20 @@ def test_merge_linked_account_id_filters_ignore_what_no_id_can_be(alice, connect
     response = alice.client.get(f"/merge/api/crm/v1/linked-accounts?ids={value},{connection[0].pk}")
     assert response.status_code == 200
     assert [row["id"] for row in response.json()["results"]] == [str(connection[0].pk)]
+
+
+@pytest.mark.parametrize("field", [
+    {"path": "/x\u0000y"}, {"path": "/x?a=\u0000"}, {"query": {"a": "b\u0000"}}, {"query": {"a\u0000": "b"}},
+    {"base_url_override": "http://127.0.0.1\u0000/"},
+])
+@pytest.mark.parametrize("url", ["/api/v1/async-passthrough", "/merge/api/crm/v1/async-passthrough",
+                                 "/api/v1/passthrough"])
+def test_a_nul_in_a_passthrough_path_or_query_is_refused_up_front(alice, connection, upstream, broker, field, url):
+    from passthrough.models import AsyncPassthroughRequest
+
+    response = alice.client.post(url, {"method": "GET", "path": "/x", **field}, format="json",
+                                 HTTP_X_ACCOUNT_TOKEN=connection[1])
+    assert response.status_code == 400
+    assert "NUL" in response.content.decode()
+    assert not AsyncPassthroughRequest.objects.exists()
+    assert upstream.requests == []
