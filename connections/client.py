@@ -182,6 +182,11 @@ def _host_allowed(integration: Integration, host: str, base_host: str) -> bool:
     return False
 
 
+def _ensure_host_allowed(integration: Integration, host: str, base_host: str) -> None:
+    if not _host_allowed(integration, host, base_host):
+        raise InvalidInput("Host not allowed.", [f"host: {host!r} is not an allowed host for {integration.slug}."])
+
+
 def _override_policy(integration: Integration, host: str) -> str:
     """Trust for a user-chosen host that passed the allowlist: literal IPs are checked now, names at connect time."""
     ip = ip_literal(host)
@@ -204,8 +209,7 @@ def build_target(integration: Integration, path: str = "", query=(), *, base_url
         parts, host, port, policy = base_parts, base_host, base_port, TRUSTED
     else:
         parts, host, port = _split_url(base_url)
-        if not _host_allowed(integration, host, base_host):
-            raise InvalidInput("Host not allowed.", [f"host: {host!r} is not an allowed host for {integration.slug}."])
+        _ensure_host_allowed(integration, host, base_host)
         same_origin = (parts.scheme, host, _default_port(parts.scheme, port)) == (
             base_parts.scheme, base_host, _default_port(base_parts.scheme, base_port))
         policy = TRUSTED if same_origin else _override_policy(integration, host)
@@ -441,8 +445,7 @@ def _send_following_redirects(exchange, target, headers, integration, credential
             here = _origin(*_split_url(url))
             url = requests.compat.urljoin(url, location)
             parts, host, port = _split_url(url)
-            if not _host_allowed(integration, host, base_host):
-                raise InvalidInput("Host not allowed.", [f"host: {host!r} is not an allowed host for {integration.slug}."])
+            _ensure_host_allowed(integration, host, base_host)
             origin = _origin(parts, host, port)
             policy = policy if origin == here else _redirect_policy(host)
         except InvalidInput as exc:
