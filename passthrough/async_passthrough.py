@@ -37,6 +37,8 @@ from passthrough.redaction import Redactor, harvested_secrets
 from passthrough.retries import IDEMPOTENT_METHODS, retry_delay, retryable
 
 log = logging.getLogger(__name__)
+# A retrieval-limit entry lives this many windows: past its window it is taken over, not expired (retrieval_allowed).
+POLL_ENTRY_WINDOWS = 6
 WORKER_LOST = "Worker lost while the request was in flight; not retried to avoid a duplicate side effect."
 DEADLINE_PASSED = "The request did not complete within the {seconds} s global deadline (queue wait included)."
 ENVELOPE_GONE = "The stored request is gone (it is deleted when a request finishes)."
@@ -239,9 +241,18 @@ def retrieval_allowed(request_id) -> None:
     interval = settings.ASYNC_RESULT_POLL_INTERVAL_SECONDS
     key = f"async-poll:{request_id}"
     now = timezone.now().timestamp()
-    if cache.add(key, now, timeout=interval):
+    # The window is the start time stored in the entry, not the entry's expiry: the database cache keeps expiry times
+    # in whole seconds (a window would last up to 11 s). The entry outlives its window; once the window is over, the
+    # next retrieval takes it over, once across processes (claimed by the start time it replaces).
+    lifetime = interval * POLL_ENTRY_WINDOWS
+    if cache.add(key, now, timeout=lifetime):
         return
-    started = cache.get(key, now)
+    started = cache.get(key)
+    if started is None or now - started >= interval:
+        if cache.add(f"{key}:after:{started}", now, timeout=interval):
+            cache.set(key, now, timeout=lifetime)
+            return
+        started = cache.get(key, now)  # another retrieval took this window a moment ago
     retry_after = max(1, math.ceil(interval - (now - started)))
     raise RateLimited(f"Results of one receipt may be fetched once every {interval} s.", retry_after=retry_after)
 
