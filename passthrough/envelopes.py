@@ -79,7 +79,7 @@ def parse(payload, *, data_must_be_string: bool) -> Envelope:
     if not isinstance(query, dict):
         errors.append("query: Must be an object.")
     request_format = p.get("request_format")
-    if request_format is not None and request_format not in REQUEST_FORMATS:
+    if request_format is not None and (not isinstance(request_format, str) or request_format not in REQUEST_FORMATS):
         errors.append(f"request_format: Must be one of {', '.join(REQUEST_FORMATS)}.")
     data = p.get("data")
     if data is not None and data_must_be_string and not isinstance(data, str):

@@ -108,3 +108,14 @@ def test_a_nul_in_a_passthrough_path_or_query_is_refused_up_front(alice, connect
     assert "NUL" in response.content.decode()
     assert not AsyncPassthroughRequest.objects.exists()
     assert upstream.requests == []
+
+
+@pytest.mark.parametrize("value", [{}, [], ["JSON"], 1])
+@pytest.mark.parametrize("url", ["/api/v1/passthrough", "/api/v1/async-passthrough", "/merge/api/crm/v1/passthrough"])
+def test_a_request_format_that_is_not_a_string_is_400(alice, connection, upstream, broker, url, value):
+    """Found by schemathesis: `"request_format": {}` answered 500 (an unhashable dict looked up in a dict)."""
+    response = alice.client.post(url, {"method": "GET", "path": "/x", "request_format": value}, format="json",
+                                 HTTP_X_ACCOUNT_TOKEN=connection[1])
+    assert response.status_code == 400
+    assert "request_format" in response.content.decode()
+    assert upstream.requests == []
