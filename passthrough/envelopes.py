@@ -4,7 +4,6 @@
 """
 
 import base64
-import binascii
 import json
 import secrets
 import zlib
@@ -153,7 +152,7 @@ def _multipart_data(item, i, budget: int | None) -> bytes:
     try:
         raw = base64.b64decode(item["data"], validate=True)
         return gunzip_capped(raw, budget) if encoding == "GZIP_BASE64" else raw
-    except (binascii.Error, zlib.error, EOFError):
+    except (ValueError, zlib.error, EOFError):  # ValueError: binascii.Error, or non-ASCII text
         raise InvalidInput("Invalid input.", [f"multipart_form_data[{i}].data: Not valid {encoding} data."]) from None
 
 

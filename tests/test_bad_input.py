@@ -119,3 +119,15 @@ def test_a_request_format_that_is_not_a_string_is_400(alice, connection, upstrea
     assert response.status_code == 400
     assert "request_format" in response.content.decode()
     assert upstream.requests == []
+
+
+@pytest.mark.parametrize("encoding", ["BASE64", "GZIP_BASE64"])
+def test_multipart_data_that_is_not_ascii_base64_is_400(alice, connection, upstream, encoding):
+    """Found by schemathesis: non-ASCII text in a BASE64 part answered 500 (b64decode raises a plain ValueError)."""
+    part = {"name": "f", "data": "n\U00024c28", "encoding": encoding}
+    response = alice.client.post("/merge/api/crm/v1/passthrough", {
+        "method": "POST", "path": "/x", "request_format": "MULTIPART", "multipart_form_data": [part]},
+        format="json", HTTP_X_ACCOUNT_TOKEN=connection[1])
+    assert response.status_code == 400
+    assert "multipart_form_data[0].data" in response.content.decode()
+    assert upstream.requests == []

@@ -17,7 +17,7 @@ from schemathesis.specs.openapi.checks import status_code_conformance
 from integration_platform.wsgi import application
 from tests.factories import make_connection
 
-MAX_EXAMPLES = 8
+MAX_EXAMPLES = 15
 CONFIG = schemathesis.Config.from_dict({
     "seed": 16,
     "generation": {"deterministic": True, "max-examples": MAX_EXAMPLES},
