@@ -53,18 +53,16 @@ class LimitRequestBody:
         self.get_response = get_response
 
     def __call__(self, request):
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        if limit is None:
-            return self.get_response(request)
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE  # None: no limit
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = 0  # as Django reads it
-        if length > limit:
+        if limit is not None and length > limit:
             return self.too_large(request, limit)
         if is_chunked(request.META) and request.META.get("wsgi.input_terminated"):
-            body = read_at_most(request.META["wsgi.input"], limit + 1)
-            if len(body) > limit:
+            body = read_at_most(request.META["wsgi.input"], limit + 1 if limit is not None else None)
+            if limit is not None and len(body) > limit:
                 return self.too_large(request, limit)
             request.META["CONTENT_LENGTH"] = str(len(body))
             request._stream = LimitedStream(io.BytesIO(body), len(body))
@@ -75,10 +73,11 @@ class LimitRequestBody:
         return surface_error(request.path, 413, f"The request body is larger than the limit of {limit} bytes.")
 
 
-def read_at_most(stream, size: int) -> bytes:
+def read_at_most(stream, size: int | None) -> bytes:
+    """Up to `size` bytes of `stream` (all of it, with None), read in chunks."""
     chunks, total = [], 0
-    while total < size:
-        chunk = stream.read(min(READ_SIZE, size - total))
+    while size is None or total < size:
+        chunk = stream.read(READ_SIZE if size is None else min(READ_SIZE, size - total))
         if not chunk:
             break
         chunks.append(chunk)

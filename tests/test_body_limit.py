@@ -107,3 +107,12 @@ def test_gzip_parts_within_the_limit_are_sent_decompressed(alice, connection, up
     response = alice.client.post("/api/v1/passthrough", body, format="json", HTTP_X_ACCOUNT_TOKEN=token)
     assert response.status_code == 200
     assert upstream.requests[0].body.count(b"\0" * 100) == 2
+
+
+def test_without_a_limit_a_chunked_body_is_still_read(alice, connection, upstream, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = None
+    _, token = connection
+    body = json.dumps({"method": "POST", "path": "/x", "data": "y" * 200_000}).encode()
+    response = chunked(alice.client, "/api/v1/passthrough", body, HTTP_X_ACCOUNT_TOKEN=token)
+    assert response.status_code == 200
+    assert upstream.requests[0].body == b"y" * 200_000
