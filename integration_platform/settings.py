@@ -170,7 +170,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
-                             "integration_platform.openapi.document_error_responses"],
+                             "integration_platform.openapi.document_error_responses",
+                             "integration_platform.openapi.document_integry_routes"],
 }
 
 # Function-call log
