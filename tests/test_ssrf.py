@@ -380,6 +380,20 @@ def test_credentials_are_not_forwarded_to_another_port_of_the_same_host(alice, v
         f"Bearer {TOKEN}", None)
 
 
+@pytest.mark.parametrize("location", ["http://api.acme.test/v1/next", "https://api.acme.test:8443/v1/next"])
+def test_credentials_are_dropped_when_a_redirect_changes_scheme_or_port(alice, location):
+    import responses
+
+    integration = make_integration(slug="acme-tls", base_url="https://api.acme.test/v1")
+    _, token = make_connection(alice.organization, integration)
+    with responses.RequestsMock() as mocked:
+        mocked.add(responses.GET, "https://api.acme.test/v1/start", status=302, headers={"Location": location})
+        mocked.add(responses.GET, location, json={"final": True})
+        assert passthrough(alice, token, method="GET", path="/start").json()["status"] == 200
+        first, hop = (call.request for call in mocked.calls)
+    assert (first.headers.get("Authorization"), hop.headers.get("Authorization")) == (f"Bearer {TOKEN}", None)
+
+
 def test_redirect_to_a_host_the_integration_does_not_allow_is_refused(alice, victim, settings, stop_servers):
     settings.PASSTHROUGH_ALLOW_PRIVATE_OVERRIDES = True  # the address guard would let it through: the allowlist does not
     server, token = redirecting(alice, f"http://localhost:{victim.port}/elsewhere", allowed=["other.example.test"])
