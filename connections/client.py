@@ -10,7 +10,6 @@ Calls refused before anything is sent raise `InvalidInput` (or a subclass). Call
 """
 
 import http.cookiejar
-import ipaddress
 import logging
 import math
 import re
@@ -182,6 +181,11 @@ def _host_allowed(integration: Integration, host: str, base_host: str) -> bool:
     return False
 
 
+def _ensure_host_allowed(integration: Integration, host: str, base_host: str) -> None:
+    if not _host_allowed(integration, host, base_host):
+        raise InvalidInput("Host not allowed.", [f"host: {host!r} is not an allowed host for {integration.slug}."])
+
+
 def _override_policy(integration: Integration, host: str) -> str:
     """Trust for a user-chosen host that passed the allowlist: literal IPs are checked now, names at connect time."""
     ip = ip_literal(host)
@@ -204,8 +208,7 @@ def build_target(integration: Integration, path: str = "", query=(), *, base_url
         parts, host, port, policy = base_parts, base_host, base_port, TRUSTED
     else:
         parts, host, port = _split_url(base_url)
-        if not _host_allowed(integration, host, base_host):
-            raise InvalidInput("Host not allowed.", [f"host: {host!r} is not an allowed host for {integration.slug}."])
+        _ensure_host_allowed(integration, host, base_host)
         same_origin = (parts.scheme, host, _default_port(parts.scheme, port)) == (
             base_parts.scheme, base_host, _default_port(base_parts.scheme, base_port))
         policy = TRUSTED if same_origin else _override_policy(integration, host)
@@ -390,7 +393,6 @@ def send(connection: Connection, method: str, target: Target, headers: dict | No
     credentials = fresh_credentials(connection)
     scheme = integration.scheme
     deadline = time.monotonic() + timeout
-    credentialed_hosts = {target.host}
     sent_headers = clean_request_headers(headers or {})
     query = list(target.query)
     scheme.inject(sent_headers, query, credentials, integration.auth_config)
@@ -399,8 +401,7 @@ def send(connection: Connection, method: str, target: Target, headers: dict | No
                         secret_values=scheme.secret_values(credentials))
     started = time.monotonic()
     try:
-        exchange.response = _send_following_redirects(exchange, target, sent_headers, credentialed_hosts,
-                                                       integration, credentials, deadline,
+        exchange.response = _send_following_redirects(exchange, target, sent_headers, integration, credentials, deadline,
                                                        ratelimit.Permit(connection, priority, permit_wait))
     except (UpstreamTimeout, UpstreamUnreachable) as exc:
         exchange.error = exc
@@ -409,11 +410,21 @@ def send(connection: Connection, method: str, target: Target, headers: dict | No
     return exchange
 
 
-def _send_following_redirects(exchange, target, headers, credentialed_hosts, integration, credentials, deadline, permit):
+def _origin(parts, host, port) -> tuple:
+    return parts.scheme, host, _default_port(parts.scheme, port)
+
+
+def _send_following_redirects(exchange, target, headers, integration, credentials, deadline, permit):
     """Follow redirects hop by hop. A refusal on the first hop is a 400 (nothing sent); on a later hop, the call
-    was executed, so it becomes an upstream error."""
+    was executed, so it becomes an upstream error.
+
+    A hop must go to the integration's base host or one of its allowed override hosts (then through the address
+    guard, unless it stays on the same origin); the credentials go only to the origin (scheme, host and port) they
+    were injected for."""
     method, url, body = exchange.method, target.url(), exchange.request_body
     policy = target.policy
+    credentialed_origin = (target.scheme, target.host, _default_port(target.scheme, target.port))
+    base_host = _split_url(integration.base_url)[1]
     for hop in range(MAX_REDIRECTS + 1):
         exchange.url = url
         try:
@@ -430,12 +441,12 @@ def _send_following_redirects(exchange, target, headers, credentialed_hosts, int
         if response.status not in REDIRECT_STATUSES or not location:
             return response
         try:
-            here, here_host, here_port = _split_url(url)
+            here = _origin(*_split_url(url))
             url = requests.compat.urljoin(url, location)
             parts, host, port = _split_url(url)
-            same_origin = (parts.scheme, host, _default_port(parts.scheme, port)) == (
-                here.scheme, here_host, _default_port(here.scheme, here_port))
-            policy = policy if same_origin else _redirect_policy(host)
+            _ensure_host_allowed(integration, host, base_host)
+            origin = _origin(parts, host, port)
+            policy = policy if origin == here else _redirect_policy(host)
         except InvalidInput as exc:
             raise UpstreamAnswerUnusable(f"Upstream redirected to a refused location: {'; '.join(exc.details) or exc}") from None
         except ValueError:
@@ -443,14 +454,13 @@ def _send_following_redirects(exchange, target, headers, credentialed_hosts, int
         if response.status == 303 or (response.status in (301, 302) and method == "POST"):
             method, body = ("HEAD" if method == "HEAD" else "GET"), None
             headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
-        headers = _credentials_for_hop(headers, host, credentialed_hosts, integration, credentials)
+        if origin != credentialed_origin:
+            headers = _without_credentials(headers, integration, credentials)
     raise UpstreamAnswerUnusable(f"Upstream redirected more than {MAX_REDIRECTS} times.")
 
 
-def _credentials_for_hop(headers, host, credentialed_hosts, integration, credentials):
-    """Credentials go only to the hosts they were injected for; any other hop gets the caller's headers alone."""
-    if host in credentialed_hosts:
-        return headers
+def _without_credentials(headers, integration, credentials):
+    """The headers minus those the integration's auth scheme injects (for a hop to another origin)."""
     probe = {}
     integration.scheme.inject(probe, [], credentials, integration.auth_config)
     return {k: v for k, v in headers.items() if k not in probe}

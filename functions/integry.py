@@ -5,8 +5,6 @@ schemas are served in the shape the Integry SDK accepts (`services.integry_schem
 against the function's own schema.
 """
 
-import re
-
 from django.db.models import Q
 from django.urls import re_path
 
@@ -14,6 +12,7 @@ from connections.api.views import FUNCTION_TYPES
 from connections.models import Connection, Function, Integration
 from functions import services
 from integration_platform.errors import InvalidInput, NotFound, UpstreamTimeout
+from integration_platform.validation import safe_id
 from passthrough.api.passthrough_views import sync_timeout
 from passthrough.dialects import integry as dialect
 from passthrough.dialects.integry import CALL_REFUSED, Caller, connected_integration_ids, integry_endpoint, is_true, page
@@ -80,7 +79,7 @@ def connection_for_call(caller: Caller, integration: Integration, account_id: st
     accounts = list(Connection.objects.filter(organization=caller.organization, integration=integration,
                                               end_user_id=caller.user_id).select_related("integration").order_by("id"))
     if account_id:
-        chosen = [c for c in accounts if re.fullmatch(r"[0-9]{1,18}", account_id) and c.pk == int(account_id)]
+        chosen = [c for c in accounts if c.pk == safe_id(account_id)]
         if not chosen:
             raise InvalidInput(CALL_REFUSED, [f"connected_account_id: Not a connected {integration.name} account "
                                               "of this user."])

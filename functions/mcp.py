@@ -29,7 +29,7 @@ from connections.authentication import api_key_from_secret, bearer_value
 from connections.models import Connection
 from functions import services
 from integration_platform.errors import InvalidInput, NotAuthenticated, PlatformError, native_body
-from passthrough.connection_lookup import ACCOUNT_TOKEN_HEADER, caller_secrets, connection_by_account_token
+from passthrough.connection_lookup import account_token, caller_secrets, connection_by_account_token
 from passthrough.models import FunctionCall
 from passthrough.retries import requested_retries
 
@@ -69,7 +69,7 @@ def authenticated_connection(request) -> Connection:
     if api_key is None:
         raise NotAuthenticated("Invalid or missing API key.")
     try:
-        return connection_by_account_token(api_key.organization, request.META.get(ACCOUNT_TOKEN_HEADER))
+        return connection_by_account_token(api_key.organization, account_token(request))
     except InvalidInput:
         raise NotAuthenticated("Invalid or missing account token.") from None
 

@@ -10,7 +10,7 @@ from connections.api.serializers import FunctionSerializer
 from functions import services
 from integration_platform.errors import InvalidInput, UpstreamTimeout
 from passthrough.api.passthrough_views import ACCOUNT_TOKEN, RETRIES, sync_timeout
-from passthrough.connection_lookup import caller_secrets, connection_by_account_token
+from passthrough.connection_lookup import account_token, caller_secrets, connection_by_account_token
 from passthrough.models import FunctionCall
 from passthrough.retries import requested_retries
 
@@ -34,7 +34,7 @@ class FunctionView(APIView):
                                "Invalid arguments: 400 listing every violation, nothing sent.")
     def post(self, request, name):
         function = services.callable_function(name)
-        connection = connection_by_account_token(request.user.organization, request.META.get("HTTP_X_ACCOUNT_TOKEN"))
+        connection = connection_by_account_token(request.user.organization, account_token(request))
         if connection.integration_id != function.integration_id:
             raise InvalidInput(services.INVALID_INPUT,
                                [f"X-Account-Token: This connection is not a {function.integration.name} account."])

@@ -16,6 +16,7 @@ import logging
 import math
 import uuid
 from datetime import timedelta
+from urllib.parse import parse_qsl, urlencode
 
 from django.conf import settings
 from django.core.cache import cache
@@ -23,6 +24,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from connections import crypto
 from connections.client import clean_request_headers, ensure_usable
 from connections.models import Connection
 from connections.ratelimit import PermitDelayed
@@ -33,28 +35,60 @@ from passthrough import services
 from passthrough.envelopes import Envelope
 from passthrough.formats import remote_response
 from passthrough.models import AsyncPassthroughRequest, FunctionCall
+from passthrough.redaction import Redactor, harvested_secrets
 from passthrough.retries import IDEMPOTENT_METHODS
 
 log = logging.getLogger(__name__)
+# A retrieval-limit entry lives this many windows: past its window it is taken over, not expired (retrieval_allowed).
+POLL_ENTRY_WINDOWS = 6
 WORKER_LOST = "Worker lost while the request was in flight; not retried to avoid a duplicate side effect."
 DEADLINE_PASSED = "The request did not complete within the {seconds} s global deadline (queue wait included)."
+ENVELOPE_GONE = "The stored request is gone (it is deleted when a request finishes)."
 NO_PERMIT = ("The request could not be sent within the {seconds} s global deadline: the integration's rate limit "
              "had no permit free in time.")
 
 
-def async_passthrough_create(*, connection: Connection, envelope: Envelope, dialect: str) -> AsyncPassthroughRequest:
-    """Validate like a sync call (raises InvalidInput, nothing stored), store the receipt, enqueue after commit."""
+def async_passthrough_create(*, connection: Connection, envelope: Envelope, dialect: str,
+                             extra_secrets=()) -> AsyncPassthroughRequest:
+    """Validate like a sync call (raises InvalidInput, nothing stored), store the receipt, enqueue after commit.
+
+    The envelope is stored encrypted (until the job finishes); the row's readable `request` is a redacted summary.
+    `extra_secrets` (our API key, the account token) are redacted from it too."""
     envelope.target(connection.integration)
     clean_request_headers(envelope.headers)
     ensure_usable(connection)
     with transaction.atomic():
         request = AsyncPassthroughRequest.objects.create(
             organization_id=connection.organization_id, connection=connection, dialect=dialect,
-            request=envelope.as_json(),
+            request=_summary(envelope, _redactor(connection, extra_secrets, envelope)),
+            request_ciphertext=crypto.encrypt_json(envelope.as_json()),
             deadline_at=timezone.now() + timedelta(seconds=settings.ASYNC_PASSTHROUGH_DEADLINE_SECONDS),
         )
         transaction.on_commit(lambda: enqueue(request.pk))
     return request
+
+
+def _redactor(connection: Connection, extra_secrets=(), envelope: Envelope | None = None) -> Redactor:
+    """The connection's credentials, our caller's, and whatever the caller put in secret headers or parameters."""
+    harvested = harvested_secrets(f"/?{urlencode(envelope.query)}", [envelope.headers.items()]) if envelope else []
+    return Redactor([*connection.secret_values(), *extra_secrets, *harvested])
+
+
+def _summary(envelope: Envelope, redactor: Redactor) -> dict:
+    """What the row keeps readable (the admin shows it): the envelope without its body, redacted."""
+    path, _, query = envelope.path.partition("?")
+    path += f"?{urlencode(redactor.query(parse_qsl(query, keep_blank_values=True)), safe='/:<>')}" if query else ""
+    return {"method": envelope.method, "path": redactor.text(path),
+            "base_url_override": redactor.text(envelope.base_url_override or "") or None,
+            "headers": redactor.headers(envelope.headers), "query": redactor.query(envelope.query),
+            "normalize_response": envelope.normalize_response}
+
+
+def _stored_result(result: dict, redactor: Redactor) -> dict:
+    """The answer as stored for 24 h: credentials an upstream echoed are redacted (a base64 body is left as is)."""
+    if result["response_type"] == "JSON":
+        return redactor.json(result)
+    return {**redactor.json({k: v for k, v in result.items() if k != "response"}), "response": result["response"]}
 
 
 def enqueue(request_id, delay_seconds: float = 0) -> None:
@@ -84,7 +118,9 @@ def async_passthrough_run(request_id) -> None:
     remaining = (request.deadline_at - now).total_seconds()
     if remaining <= 0:
         return _finish(request, error=DEADLINE_PASSED.format(seconds=settings.ASYNC_PASSTHROUGH_DEADLINE_SECONDS))
-    envelope = Envelope.from_json(request.request)
+    if not request.request_ciphertext:
+        return _finish(request, error=ENVELOPE_GONE)
+    envelope = Envelope.from_json(crypto.decrypt_json(request.request_ciphertext))
     response = error = None
     try:
         response = services.passthrough_execute(
@@ -108,7 +144,8 @@ def async_passthrough_run(request_id) -> None:
         return
     if error is not None:
         return _finish(request, error=error.message)
-    _finish(request, result=remote_response(envelope.method, envelope.path, response, normalize=envelope.normalize_response))
+    result = remote_response(envelope.method, envelope.path, response, normalize=envelope.normalize_response)
+    _finish(request, result=_stored_result(result, _redactor(request.connection)))
 
 
 def _retry_later(request, delay: float, *, attempted: bool) -> bool:
@@ -128,10 +165,11 @@ def _retry_later(request, delay: float, *, attempted: bool) -> bool:
 
 
 def _finish(request, *, result=None, error=""):
-    """Record the outcome once (only a running row can finish), then notify the organization's webhook."""
+    """Record the outcome once (only a running row can finish), delete the stored envelope, then notify the
+    organization's webhook."""
     finished = AsyncPassthroughRequest.objects.filter(pk=request.pk, status=AsyncPassthroughRequest.RUNNING).update(
         status=AsyncPassthroughRequest.FAILED if error else AsyncPassthroughRequest.DONE,
-        result=result, error=error, finished_at=timezone.now())
+        result=result, error=error, finished_at=timezone.now(), request_ciphertext="")
     if finished:
         _notify(request.pk)
 
@@ -151,7 +189,7 @@ def async_passthrough_sweep() -> dict:
     now = timezone.now()
     rows = AsyncPassthroughRequest.objects
     overdue = rows.filter(status__in=[AsyncPassthroughRequest.PENDING, AsyncPassthroughRequest.RUNNING], deadline_at__lte=now)
-    timed_out = overdue.update(status=AsyncPassthroughRequest.FAILED, finished_at=now,
+    timed_out = overdue.update(status=AsyncPassthroughRequest.FAILED, finished_at=now, request_ciphertext="",
                                error=DEADLINE_PASSED.format(seconds=settings.ASYNC_PASSTHROUGH_DEADLINE_SECONDS))
     lost = rows.filter(status=AsyncPassthroughRequest.RUNNING,
                        claimed_at__lt=now - timedelta(seconds=settings.ASYNC_PASSTHROUGH_LOST_AFTER_SECONDS))
@@ -160,7 +198,7 @@ def async_passthrough_sweep() -> dict:
         if request.method in IDEMPOTENT_METHODS:
             retried += rows.filter(pk=request.pk, status=AsyncPassthroughRequest.RUNNING).update(status=AsyncPassthroughRequest.PENDING)
         elif rows.filter(pk=request.pk, status=AsyncPassthroughRequest.RUNNING).update(
-                status=AsyncPassthroughRequest.FAILED, error=WORKER_LOST, finished_at=now):
+                status=AsyncPassthroughRequest.FAILED, error=WORKER_LOST, finished_at=now, request_ciphertext=""):
             failed += 1
             _notify(request.pk)
     stale_before = now - timedelta(seconds=settings.ASYNC_PASSTHROUGH_REQUEUE_AFTER_SECONDS)
@@ -205,16 +243,27 @@ def retrieval_allowed(request_id) -> None:
     interval = settings.ASYNC_RESULT_POLL_INTERVAL_SECONDS
     key = f"async-poll:{request_id}"
     now = timezone.now().timestamp()
-    if cache.add(key, now, timeout=interval):
+    # The window is the start time stored in the entry, not the entry's expiry: the database cache keeps expiry times
+    # in whole seconds (a window would last up to 11 s). The entry outlives its window; once the window is over, the
+    # next retrieval takes it over, once across processes (claimed by the start time it replaces).
+    lifetime = interval * POLL_ENTRY_WINDOWS
+    if cache.add(key, now, timeout=lifetime):
         return
-    started = cache.get(key, now)
+    started = cache.get(key)
+    if started is None or now - started >= interval:
+        if cache.add(f"{key}:after:{started}", now, timeout=interval):
+            cache.set(key, now, timeout=lifetime)
+            return
+        started = cache.get(key, now)  # another retrieval took this window a moment ago
     retry_after = max(1, math.ceil(interval - (now - started)))
     raise RateLimited(f"Results of one receipt may be fetched once every {interval} s.", retry_after=retry_after)
 
 
 def async_passthrough_retry(request: AsyncPassthroughRequest) -> bool:
-    """Run a failed request again with a fresh deadline (operators, from the admin). False if it had not failed."""
-    retried = AsyncPassthroughRequest.objects.filter(pk=request.pk, status=AsyncPassthroughRequest.FAILED).update(
+    """Run a failed request again with a fresh deadline (operators, from the admin). False if it had not failed, or
+    if its stored envelope is gone (it is deleted when a request finishes, for its secrets' sake)."""
+    retried = AsyncPassthroughRequest.objects.filter(pk=request.pk, status=AsyncPassthroughRequest.FAILED).exclude(
+        request_ciphertext="").update(
         status=AsyncPassthroughRequest.PENDING, result=None, error="", finished_at=None, claimed_at=None,
         next_attempt_at=None, attempts=0,
         deadline_at=timezone.now() + timedelta(seconds=settings.ASYNC_PASSTHROUGH_DEADLINE_SECONDS))

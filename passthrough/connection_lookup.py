@@ -3,8 +3,18 @@
 from connections.authentication import bearer_value
 from connections.models import Connection
 from integration_platform.errors import InvalidInput, NotAuthenticated, NotFound
+from integration_platform.validation import header_value, safe_id
 
-ACCOUNT_TOKEN_HEADER = "HTTP_X_ACCOUNT_TOKEN"
+ACCOUNT_TOKEN_HEADER = "X-Account-Token"
+
+
+def account_token(request) -> str | None:
+    """The X-Account-Token header, None when absent. A value no token can have (not printable ASCII) is an unknown
+    token: 401, as any other."""
+    try:
+        return header_value(request, ACCOUNT_TOKEN_HEADER)
+    except InvalidInput:
+        raise NotAuthenticated("Invalid account token.") from None
 
 
 def connection_by_account_token(organization, token: str | None) -> Connection:
@@ -18,16 +28,12 @@ def connection_by_account_token(organization, token: str | None) -> Connection:
         raise NotAuthenticated("Invalid account token.") from None
 
 
-MAX_ID = 2**63 - 1  # BigAutoField; a larger number would overflow the database integer
-
-
 def connection_by_id(organization, connection_id) -> Connection:
-    value = str(connection_id)
-    # isdigit() alone accepts non-ASCII digits ("²") that int() refuses.
-    if not (value.isascii() and value.isdigit()) or int(value) > MAX_ID:
+    pk = safe_id(connection_id)
+    if pk is None:
         raise NotFound("Connection not found.")
     try:
-        return Connection.objects.select_related("integration").get(organization=organization, pk=int(value))
+        return Connection.objects.select_related("integration").get(organization=organization, pk=pk)
     except Connection.DoesNotExist:
         raise NotFound("Connection not found.") from None
 
@@ -35,7 +41,7 @@ def connection_by_id(organization, connection_id) -> Connection:
 def native_connection(request, payload) -> Connection:
     """`X-Account-Token` header, or `connection_id` in the body."""
     organization = request.user.organization
-    token = request.META.get(ACCOUNT_TOKEN_HEADER)
+    token = account_token(request)
     if token or not isinstance(payload, dict) or payload.get("connection_id") is None:
         return connection_by_account_token(organization, token)
     return connection_by_id(organization, payload["connection_id"])
@@ -43,4 +49,4 @@ def native_connection(request, payload) -> Connection:
 
 def caller_secrets(request) -> tuple[str, ...]:
     """Our API key and the account token of this call: secrets too, wherever a caller repeats them (redacted in logs)."""
-    return tuple(s for s in (bearer_value(request.META.get("HTTP_AUTHORIZATION", "")), request.META.get(ACCOUNT_TOKEN_HEADER)) if s)
+    return tuple(s for s in (bearer_value(request.META.get("HTTP_AUTHORIZATION", "")), account_token(request)) if s)

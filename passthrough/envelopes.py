@@ -4,18 +4,20 @@
 """
 
 import base64
-import binascii
-import gzip
 import json
 import secrets
+import zlib
 from dataclasses import dataclass
 
+from django.conf import settings
+
 from connections import client
-from integration_platform.errors import InvalidInput
+from integration_platform.errors import InvalidInput, PayloadTooLarge
 from passthrough.services import method_checked
 
 REQUEST_FORMATS = {"JSON": "application/json", "XML": "application/xml", "MULTIPART": "multipart/form-data"}
 MULTIPART_ENCODINGS = ("RAW", "BASE64", "GZIP_BASE64")
+GZIP_WBITS = 16 + zlib.MAX_WBITS
 
 
 @dataclass
@@ -76,17 +78,26 @@ def parse(payload, *, data_must_be_string: bool) -> Envelope:
     if not isinstance(query, dict):
         errors.append("query: Must be an object.")
     request_format = p.get("request_format")
-    if request_format is not None and request_format not in REQUEST_FORMATS:
+    if request_format is not None and (not isinstance(request_format, str) or request_format not in REQUEST_FORMATS):
         errors.append(f"request_format: Must be one of {', '.join(REQUEST_FORMATS)}.")
     data = p.get("data")
     if data is not None and data_must_be_string and not isinstance(data, str):
         errors.append("data: Must be a string (serialize JSON, XML or multipart bodies into it).")
+    errors += [f"{name}: NUL characters are not allowed." for name, value in (
+        ("path", path), ("base_url_override", override), ("query", query)) if _has_nul(value)]
     if errors:
         raise InvalidInput("Invalid input.", errors)
     headers = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in headers.items()}
     body = _body(p, data, request_format, headers)
     return Envelope(method, path, override, headers, body, [(str(k), str(v)) for k, v in query.items()],
                     bool(p.get("normalize_response", False)))
+
+
+def _has_nul(value) -> bool:
+    """A NUL in a URL part reaches no valid resource, and PostgreSQL cannot store it (async requests are stored)."""
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    return isinstance(value, str) and "\x00" in value
 
 
 def _has(headers, name):
@@ -114,10 +125,14 @@ def _multipart(items) -> tuple[bytes, str]:
         raise InvalidInput("Invalid input.", ["multipart_form_data: Must be a non-empty list."])
     boundary = "----platform" + secrets.token_hex(12)
     parts = []
+    # The body we build may not outgrow the request body limit, however well its parts were compressed.
+    budget = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     for i, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not isinstance(item.get("data"), str):
             raise InvalidInput("Invalid input.", [f"multipart_form_data[{i}]: Needs string `name` and `data`."])
-        content = _multipart_data(item, i)
+        content = _multipart_data(item, i, budget)
+        if budget is not None:
+            budget -= len(content)
         disposition = f'form-data; name="{_quoted(item["name"])}"'
         if item.get("file_name"):
             disposition += f'; filename="{_quoted(str(item["file_name"]))}"'
@@ -128,7 +143,7 @@ def _multipart(items) -> tuple[bytes, str]:
     return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
-def _multipart_data(item, i) -> bytes:
+def _multipart_data(item, i, budget: int | None) -> bytes:
     encoding = item.get("encoding") or "RAW"
     if encoding not in MULTIPART_ENCODINGS:
         raise InvalidInput("Invalid input.", [f"multipart_form_data[{i}].encoding: Must be RAW, BASE64 or GZIP_BASE64."])
@@ -136,9 +151,31 @@ def _multipart_data(item, i) -> bytes:
         return item["data"].encode()
     try:
         raw = base64.b64decode(item["data"], validate=True)
-        return gzip.decompress(raw) if encoding == "GZIP_BASE64" else raw
-    except (binascii.Error, OSError, EOFError):
+        return gunzip_capped(raw, budget) if encoding == "GZIP_BASE64" else raw
+    except (ValueError, zlib.error, EOFError):  # ValueError: binascii.Error, or non-ASCII text
         raise InvalidInput("Invalid input.", [f"multipart_form_data[{i}].data: Not valid {encoding} data."]) from None
+
+
+def gunzip_capped(data: bytes, limit: int | None) -> bytes:
+    """gzip data (one member or several) decompressed in a stream that stops past `limit` bytes: a few KB that
+    expand to gigabytes are refused (PayloadTooLarge) without ever being held in memory."""
+    out, size = [], 0
+    while True:
+        decompressor = zlib.decompressobj(GZIP_WBITS)
+        chunk = decompressor.decompress(data, (limit - size + 1) if limit is not None else 0)
+        while True:
+            size += len(chunk)
+            if limit is not None and size > limit:
+                raise PayloadTooLarge(f"A GZIP_BASE64 part expands past the request body limit of {limit} bytes.")
+            out.append(chunk)
+            if decompressor.eof or not decompressor.unconsumed_tail:
+                break
+            chunk = decompressor.decompress(decompressor.unconsumed_tail, (limit - size + 1) if limit is not None else 0)
+        if not decompressor.eof:
+            raise EOFError("gzip data ends before its end marker")
+        data = decompressor.unused_data
+        if not data:
+            return b"".join(out)
 
 
 def _quoted(value: str) -> str:

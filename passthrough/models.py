@@ -69,7 +69,9 @@ class AsyncPassthroughRequest(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="async_requests")
     connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="async_requests")
     dialect = models.CharField(max_length=20, choices=FunctionCall.DIALECTS)
-    request = models.JSONField(help_text="The validated request envelope, as the worker will send it.")
+    request = models.JSONField(help_text="The request as the admin shows it: no body, secrets redacted.")
+    # The envelope the worker sends (caller headers, query and body), encrypted; emptied when the job finishes.
+    request_ciphertext = models.TextField(blank=True, default="", editable=False)
     status = models.CharField(max_length=10, choices=STATUSES, default=PENDING, db_index=True)
     result = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)

@@ -1,4 +1,4 @@
-"""Redaction of secrets before anything is stored in the function-call log."""
+"""Redaction of secrets before anything is stored (the function-call log, async passthrough) or handed back."""
 
 import functools
 import re
@@ -73,15 +73,26 @@ class Redactor:
             for name, value in dict(headers).items()
         }
 
+    def query(self, pairs) -> list:
+        """Query (name, value) pairs, decoded: secret-looking parameters blanked, secrets in the others replaced."""
+        return [(k, REDACTED if _is_secret_param(k) else self.text(v)) for k, v in pairs]
+
     def url(self, url: str) -> str:
         parts = urlsplit(url)
         # Values are redacted decoded, before re-encoding.
-        query = [
-            (k, REDACTED if _is_secret_param(k) else self.text(v))
-            for k, v in parse_qsl(parts.query, keep_blank_values=True)
-        ]
+        query = self.query(parse_qsl(parts.query, keep_blank_values=True))
         netloc = parts.netloc.rsplit("@", 1)[-1]
         return self.text(urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, safe="/:<>"), "")))
+
+    def json(self, value):
+        """A JSON value with every string in it (object keys included) redacted."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, list):
+            return [self.json(item) for item in value]
+        if isinstance(value, dict):
+            return {self.text(key): self.json(item) for key, item in value.items()}
+        return value
 
 
 def harvested_secrets(url: str, header_lists, secret_header_names=SECRET_HEADERS) -> list[str]:

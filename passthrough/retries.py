@@ -7,6 +7,7 @@ attempt sent is a row of the function-call log.
 """
 
 from integration_platform.errors import InvalidInput
+from integration_platform.validation import header_value
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 RETRY_HEADER = "X-Passthrough-Retries"
@@ -15,9 +16,10 @@ MAX_REQUESTED_RETRIES = 3
 
 def requested_retries(request) -> int:
     """The retries a sync caller asked for in X-Passthrough-Retries (0 to 3; only idempotent methods use them)."""
-    value = request.headers.get(RETRY_HEADER)
+    expected = f"Must be a whole number from 0 to {MAX_REQUESTED_RETRIES}."
+    value = header_value(request, RETRY_HEADER, r"[0-9]{1,3}", expected)
     if value is None:
         return 0
-    if not value.strip().isdigit() or int(value) > MAX_REQUESTED_RETRIES:
-        raise InvalidInput("Invalid header.", [f"{RETRY_HEADER}: Must be a whole number from 0 to {MAX_REQUESTED_RETRIES}."])
+    if int(value) > MAX_REQUESTED_RETRIES:
+        raise InvalidInput("Invalid header.", [f"{RETRY_HEADER}: {expected}"])
     return int(value)

@@ -3,6 +3,7 @@
 Every surface (native, Integry, Merge, Unified) parses its own request shape, then calls `passthrough_execute`.
 """
 
+import dataclasses
 import json
 import math
 import time
@@ -51,7 +52,16 @@ def passthrough_execute(*, connection: Connection, method: str, target: client.T
                          function_id=function_id)
     if exchange.error is not None:
         raise exchange.error
-    return exchange.response
+    return caller_response(exchange)
+
+
+def caller_response(exchange: client.Exchange) -> client.UpstreamResponse:
+    """The upstream's answer as every surface hands it on: a credential we injected, echoed by the upstream in a
+    response header, is redacted (merge.md §4: credentials never appear in response headers). The body is the
+    upstream's own and is not altered for a sync caller."""
+    redactor = Redactor(exchange.secret_values)
+    response = exchange.response
+    return dataclasses.replace(response, headers=[(name, redactor.text(value)) for name, value in response.headers])
 
 
 def passthrough_execute_retrying(*, retries: int, method: str, timeout: float | None = None,

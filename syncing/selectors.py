@@ -13,10 +13,10 @@ from datetime import datetime, timezone as dt_timezone
 from django.db.models import Q
 
 from integration_platform.errors import InvalidInput
+from integration_platform.validation import MAX_ID
 from syncing.models import Record
 
 FORWARD, BACKWARD = "n", "p"
-MAX_ID = 2**63 - 1  # BigAutoField
 
 
 @dataclass(frozen=True)

@@ -181,6 +181,20 @@ def test_retry_after_counts_down_and_a_refusal_does_not_restart_the_window(alice
         assert int(poll(alice, receipt_id)["Retry-After"]) == 2
 
 
+def test_a_retrieval_just_after_the_window_is_allowed_once(alice, httpbin_connection, broker):
+    """The window is exact on both cache backends: the database cache keeps expiry times in whole seconds, so an
+    entry that expires with the window would refuse a retrieval 10.5 s after the allowed one."""
+    _, token = httpbin_connection
+    receipt_id = create(alice, token).json()["async_passthrough_receipt_id"]
+    start = timezone.now()
+    with mock.patch("passthrough.async_passthrough.timezone.now", return_value=start):
+        assert poll(alice, receipt_id).status_code == 202
+    with mock.patch("passthrough.async_passthrough.timezone.now", return_value=start + timedelta(seconds=10.5)):
+        assert poll(alice, receipt_id).status_code == 202
+        refused = poll(alice, receipt_id)
+    assert (refused.status_code, refused["Retry-After"]) == (429, "10")
+
+
 def test_the_retrieval_limit_is_per_receipt(alice, httpbin_connection, broker):
     _, token = httpbin_connection
     first, second = (create(alice, token).json()["async_passthrough_receipt_id"] for _ in range(2))

@@ -1,8 +1,8 @@
 """The SSRF address guard (connections/addresses.py, plus the connect-time guard and redirect handling of client.py).
 
 Each refused form is tried on both paths by which a user-chosen host reaches the outbound client: an upstream redirect
-from the trusted base URL (no allowlist applies to redirects, so the guard alone decides), and `base_url_override`
-with the host allowlisted (so the guard, not the allowlist, is what refuses). No packet leaves this machine: the
+from the trusted base URL (refused by the allowlist, or for the base URL's own host by the guard), and
+`base_url_override` with the host allowlisted (so the guard, not the allowlist, is what refuses). No packet leaves this machine: the
 autouse `network_guard` fails a test on any real DNS lookup or any connect to a non-loopback address, and loopback
 victims count the TCP connections they receive.
 """
@@ -352,7 +352,7 @@ def test_redirect_loop_is_a_logged_upstream_error(alice, httpbin_integration):
 
 def test_credentials_are_not_forwarded_to_a_redirect_hop_on_another_host(alice, victim, network_guard, settings, stop_servers):
     settings.PASSTHROUGH_ALLOW_PRIVATE_OVERRIDES = True  # so the hop to another loopback name is allowed at all
-    server, token = redirecting(alice, f"http://localhost:{victim.port}/elsewhere")
+    server, token = redirecting(alice, f"http://localhost:{victim.port}/elsewhere", allowed=["localhost"])
     stop_servers.append(server)
     response = passthrough(alice, token, method="GET", path="/start", headers={"X-Kept": "1"})
     assert response.status_code == 200
@@ -364,10 +364,43 @@ def test_api_key_header_is_not_forwarded_to_a_redirect_hop_on_another_host(alice
     settings.PASSTHROUGH_ALLOW_PRIVATE_OVERRIDES = True
     server = Redirector(f"http://localhost:{victim.port}/elsewhere").__enter__()
     stop_servers.append(server)
-    integration = local_integration(server.url, slug="keyed", auth={"scheme": "api_key", "in": "header", "name": "X-Api-Key"})
+    integration = local_integration(server.url, slug="keyed", auth={"scheme": "api_key", "in": "header", "name": "X-Api-Key"},
+                                    allowed_override_hosts=["localhost"])
     _, token = make_connection(alice.organization, integration, credentials={"api_key": "key-SECRET-987654"})
     passthrough(alice, token, method="GET", path="/start")
     assert (server.requests[0].header("X-Api-Key"), victim.requests[0].header("X-Api-Key")) == ("key-SECRET-987654", None)
+
+
+def test_credentials_are_not_forwarded_to_another_port_of_the_same_host(alice, victim, settings, stop_servers):
+    settings.PASSTHROUGH_ALLOW_PRIVATE_OVERRIDES = True  # so the hop to another loopback port is allowed at all
+    server, token = redirecting(alice, f"http://127.0.0.1:{victim.port}/elsewhere")
+    stop_servers.append(server)
+    assert passthrough(alice, token, method="GET", path="/start").status_code == 200
+    assert (server.requests[0].header("Authorization"), victim.requests[0].header("Authorization")) == (
+        f"Bearer {TOKEN}", None)
+
+
+@pytest.mark.parametrize("location", ["http://api.acme.test/v1/next", "https://api.acme.test:8443/v1/next"])
+def test_credentials_are_dropped_when_a_redirect_changes_scheme_or_port(alice, location):
+    import responses
+
+    integration = make_integration(slug="acme-tls", base_url="https://api.acme.test/v1")
+    _, token = make_connection(alice.organization, integration)
+    with responses.RequestsMock() as mocked:
+        mocked.add(responses.GET, "https://api.acme.test/v1/start", status=302, headers={"Location": location})
+        mocked.add(responses.GET, location, json={"final": True})
+        assert passthrough(alice, token, method="GET", path="/start").json()["status"] == 200
+        first, hop = (call.request for call in mocked.calls)
+    assert (first.headers.get("Authorization"), hop.headers.get("Authorization")) == (f"Bearer {TOKEN}", None)
+
+
+def test_redirect_to_a_host_the_integration_does_not_allow_is_refused(alice, victim, settings, stop_servers):
+    settings.PASSTHROUGH_ALLOW_PRIVATE_OVERRIDES = True  # the address guard would let it through: the allowlist does not
+    server, token = redirecting(alice, f"http://localhost:{victim.port}/elsewhere", allowed=["other.example.test"])
+    stop_servers.append(server)
+    call = refused_logged(passthrough(alice, token, method="GET", path="/start"))
+    assert "not an allowed host" in call.error
+    assert victim.connections == 0
 
 
 def test_see_other_after_post_is_followed_with_get_and_no_body(alice, stop_servers):

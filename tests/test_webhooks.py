@@ -6,7 +6,6 @@ import base64
 import hashlib
 import hmac
 import importlib
-import json
 from datetime import timedelta
 from unittest import mock
 

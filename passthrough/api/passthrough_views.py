@@ -72,7 +72,8 @@ class AsyncPassthroughView(APIView):
         connection = native_connection(request, request.data)
         envelope = envelopes.parse(request.data, data_must_be_string=False)
         receipt = async_passthrough.async_passthrough_create(connection=connection, envelope=envelope,
-                                                             dialect=FunctionCall.DIALECT_NATIVE)
+                                                             dialect=FunctionCall.DIALECT_NATIVE,
+                                                             extra_secrets=caller_secrets(request))
         url = request.build_absolute_uri(reverse("async-passthrough-result", args=[receipt.pk]))
         return Response({"async_passthrough_receipt_id": str(receipt.pk), "status_url": url}, status=202)
 

@@ -1,10 +1,9 @@
-import re
-
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import viewsets
 
 from integration_platform.errors import InvalidInput
+from integration_platform.validation import safe_id
 from passthrough.api.serializers import FunctionCallSerializer
 from passthrough.models import FunctionCall
 
@@ -38,8 +37,7 @@ class FunctionCallViewSet(viewsets.ReadOnlyModelViewSet):
         params = self.request.query_params
         lookups = {field: params[name] for name, field in CALL_FILTERS.items() if params.get(name)}
         for name, field in (("connection", "connection_id"), ("status", "response_status")):
-            # ASCII digits only, and few enough to fit a 64-bit column (SQLite raises OverflowError beyond).
-            if field in lookups and not re.fullmatch(r"[0-9]{1,18}", lookups[field]):
+            if field in lookups and safe_id(lookups[field]) is None:
                 raise InvalidInput("Invalid input.", [f"{name}: Must be an integer."])
         for name, lookup in (("created_after", "created_at__gt"), ("created_before", "created_at__lt")):
             if params.get(name):

@@ -33,14 +33,14 @@ from integration_platform.errors import (
     UpstreamTimeout,
     store_outage,
 )
+from integration_platform.validation import safe_id
 from passthrough import async_passthrough, envelopes, services
 from passthrough.dialects.merge_serializers import (
     ACCOUNT_STATUSES, EMPTY, ERROR, AccountToken, AsyncReceipt, MergeAccountDetailsSerializer, MergeLinkedAccountSerializer,
     MergeLinkedAccountsQuerySerializer, MergeSyncStatusSerializer, PassthroughRequest, RemoteResponse)
-from passthrough.connection_lookup import ACCOUNT_TOKEN_HEADER, connection_by_account_token
+from passthrough.connection_lookup import account_token, caller_secrets, connection_by_account_token
 from passthrough.formats import remote_response
 from passthrough.models import FunctionCall
-from passthrough.redaction import Redactor
 from passthrough.retries import requested_retries
 from syncing import services as syncing_services
 
@@ -52,9 +52,10 @@ CATEGORIES = ("accounting", "ats", "calendar", "chat", "crm", "email", "filestor
 
 # --- Errors --------------------------------------------------------------------------------------------------------
 
-# The 4xx statuses of Merge's contract. Any other client error (403, 409, 413, 415...) is answered as 400, and 405
-# as 404: the SDK retries 409, and clients only expect these.
-CLIENT_ERROR_STATUSES = frozenset({400, 401, 404, 408, 429})
+# The 4xx statuses of Merge's contract, plus 413 (a body over MAX_REQUEST_BODY_BYTES, as on every surface; the SDK
+# does not retry it). Any other client error (403, 409, 415...) is answered as 400, and 405 as 404: the SDK retries
+# 409, and clients only expect these.
+CLIENT_ERROR_STATUSES = frozenset({400, 401, 404, 408, 413, 429})
 FIELD_DETAIL = re.compile(r"^([\w.\[\]-]+): (.+)$", re.S)
 
 
@@ -140,7 +141,7 @@ class MergeView(APIView):
 
 def account_connection(request) -> Connection:
     """The caller's connection named by `X-Account-Token`: missing, unknown or another tenant's → 401."""
-    token = request.META.get(ACCOUNT_TOKEN_HEADER)
+    token = account_token(request)
     if not token:
         raise NotAuthenticated("The X-Account-Token header is required.")
     return connection_by_account_token(request.user.organization, token)
@@ -212,7 +213,7 @@ class MergeCursorPagination(CursorPagination):
 # --- Selectors -----------------------------------------------------------------------------------------------------
 
 def _ids(values) -> list[int]:
-    return [int(v) for v in (v.strip() for v in values) if v.isascii() and v.isdigit() and int(v) < 2**63]
+    return [pk for pk in (safe_id(v.strip()) for v in values) if pk is not None]
 
 
 def _list(value: str) -> list[str]:
@@ -271,11 +272,8 @@ class PassthroughView(MergeView):
             raise UpstreamTimeout(
                 f"The upstream did not answer within {settings.SYNC_PASSTHROUGH_TIMEOUT:g} seconds; use async "
                 f"passthrough: POST /merge/api/{category}/v1/async-passthrough") from None
-        body = remote_response(envelope.method, envelope.path, response, normalize=envelope.normalize_response)
-        # An upstream may echo the credential in a header: it never reaches the caller (merge.md §4).
-        redactor = Redactor(connection.secret_values())
-        body["response_headers"] = {name: redactor.text(value) for name, value in body["response_headers"].items()}
-        return Response(body)
+        return Response(remote_response(envelope.method, envelope.path, response,
+                                        normalize=envelope.normalize_response))
 
 
 class AccountDetailsView(MergeView):
@@ -364,7 +362,8 @@ class AsyncPassthroughView(MergeView):
         connection = account_connection(request)
         envelope = envelopes.parse(request.data, data_must_be_string=True)
         receipt = async_passthrough.async_passthrough_create(connection=connection, envelope=envelope,
-                                                             dialect=FunctionCall.DIALECT_MERGE)
+                                                             dialect=FunctionCall.DIALECT_MERGE,
+                                                             extra_secrets=caller_secrets(request))
         return Response({"async_passthrough_receipt_id": str(receipt.pk)})
 
 

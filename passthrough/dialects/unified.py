@@ -13,7 +13,6 @@ from http.client import responses as REASON_PHRASES
 from urllib.parse import parse_qsl, quote, unquote_to_bytes, urlsplit
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
 from django.core.handlers.wsgi import get_bytes_from_wsgi
 from django.http import HttpResponse
 from django.urls import re_path
@@ -27,8 +26,8 @@ from rest_framework.views import APIView
 from connections import client
 from connections.authentication import api_key_from_secret, bearer_value
 from connections.models import Connection
-from integration_platform.errors import (ConnectionUnusable, InvalidInput, NotAuthenticated, PayloadTooLarge,
-                                         PlatformError, UpstreamTimeout, UpstreamUnreachable)
+from integration_platform.errors import (ConnectionUnusable, InvalidInput, NotAuthenticated, PlatformError,
+                                         UpstreamTimeout, UpstreamUnreachable)
 from passthrough import services
 from passthrough.api.passthrough_views import sync_timeout
 from passthrough.connection_lookup import connection_by_id
@@ -161,23 +160,6 @@ def forwarded_headers(request) -> dict:
             if name.lower() not in DROPPED_REQUEST_HEADERS and not name.lower().startswith("x-forwarded-")}
 
 
-def request_body(request) -> bytes:
-    """The body exactly as sent, never parsed. Over DATA_UPLOAD_MAX_MEMORY_SIZE: 413."""
-    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-    too_large = PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
-    chunked = "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
-    if chunked and request.META.get("wsgi.input_terminated"):
-        # Django reads CONTENT_LENGTH bytes, and a chunked body has none: read the server's de-chunked stream.
-        body = request.META["wsgi.input"].read(limit + 1 if limit is not None else -1)
-        if limit is not None and len(body) > limit:
-            raise too_large
-        return body
-    try:
-        return request.body
-    except RequestDataTooBig:
-        raise too_large from None
-
-
 # --- The response: the upstream's own ---------------------------------------------------------------------------------
 
 def upstream_response(method: str, upstream: client.UpstreamResponse) -> UpstreamHttpResponse:
@@ -270,7 +252,7 @@ class PassthroughView(APIView):
         organization, key = caller_key(request)
         connection = connection_by_id(organization, connection_id)
         target = upstream_target(request, connection, path)
-        body = request_body(request)
+        body = request.body  # never parsed; its size was checked by LimitRequestBody (chunked bodies included)
         try:
             upstream = services.passthrough_execute_retrying(
                 connection=connection, method=request.method, target=target, headers=forwarded_headers(request),
