@@ -172,7 +172,7 @@ def attempts_of(request: AsyncPassthroughRequest):
 class AsyncPassthroughRequestAdmin(EvidenceAdmin):
     list_display = ["id", "organization", "connection", "method", "path", "status", "attempts", "last_error",
                     "next_attempt_at", "created_at", "finished_at"]
-    list_filter = ["status", "dialect", "organization"]
+    list_filter = ["status", "dialect", "organization", ("connection", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["=id", "error", "connection__end_user_id"]
     date_hierarchy = "created_at"
     list_select_related = ["organization", "connection__integration"]

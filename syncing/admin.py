@@ -98,7 +98,8 @@ class SyncRunAdmin(EvidenceAdmin):
     list_display = ["started_at", "connection", "model", "status", "full", "trigger", "duration", "pages", "requests",
                     "added", "updated", "unchanged", "deleted", "skipped", "reason"]
     readonly_fields = ["reason", "requests_link"]
-    list_filter = ["status", "full", "trigger", "model", "connection__integration"]
+    list_filter = ["status", "full", "trigger", "model", "connection__integration",
+                   ("connection", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["model", "error", "connection__end_user_id"]
     list_select_related = ["connection__integration"]
     date_hierarchy = "started_at"

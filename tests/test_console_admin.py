@@ -1,0 +1,290 @@
+"""The operator console in the admin: a call log built for triage, evidence that cannot be edited, actions that need
+their permission, edits that cannot go wrong, and a reason beside every failure."""
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.urls import reverse
+from django.utils import timezone
+
+from connections.catalog import validate_entry
+from connections.models import ApiKey, Connection, Integration, Organization, WebhookAttempt, WebhookDelivery
+from passthrough.models import AsyncPassthroughRequest, FunctionCall
+from syncing.models import Record, SyncRun, SyncState
+from tests.factories import make_connection, make_function_call, make_integration
+from tests.test_admin import integration_form
+
+
+def admin_url(model, view, *args):
+    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}", args=args)
+
+
+@pytest.fixture
+def admin_client(db, client):
+    client.force_login(get_user_model().objects.create_superuser("admin", "admin@example.test", password=None))
+    return client
+
+
+@pytest.fixture
+def viewer_client(db, client):
+    """A staff user who may view every model and change none."""
+    viewer = get_user_model().objects.create_user("viewer", "viewer@example.test", password=None, is_staff=True)
+    viewer.user_permissions.set(Permission.objects.filter(codename__startswith="view_"))
+    client.force_login(viewer)
+    return client
+
+
+@pytest.fixture
+def calls(alice, integration):
+    """One call of each outcome class, for two end users."""
+    ada, _ = make_connection(alice.organization, integration, end_user_id="customer-42")
+    bea, _ = make_connection(alice.organization, integration, end_user_id="customer-7")
+    return {
+        "success": make_function_call(alice.organization, ada, url="https://api.acme.test/v1/ok"),
+        "client_error": make_function_call(alice.organization, bea, response_status=404, url="https://api.acme.test/v1/missing"),
+        "rate_limited": make_function_call(alice.organization, ada, response_status=429, url="https://api.acme.test/v1/busy"),
+        "upstream_error": make_function_call(alice.organization, bea, response_status=502, url="https://api.acme.test/v1/down"),
+        "network_error": make_function_call(alice.organization, ada, response_status=None, url="https://api.acme.test/v1/void",
+                                            error="Upstream unreachable: connection refused."),
+    }
+
+
+def listed_urls(response):
+    html = response.content.decode()
+    return {path for path in ("ok", "missing", "busy", "down", "void") if f"/v1/{path}<" in html}
+
+
+@pytest.mark.django_db
+class TestCallLog:
+    @pytest.mark.parametrize("outcome, path", [("success", "ok"), ("client_error", "missing"), ("rate_limited", "busy"),
+                                               ("upstream_error", "down"), ("network_error", "void")])
+    def test_outcome_filter_lists_that_class_only(self, admin_client, calls, outcome, path):
+        response = admin_client.get(admin_url(FunctionCall, "changelist"), {"outcome": outcome})
+        assert response.status_code == 200
+        assert listed_urls(response) == {path}
+
+    def test_search_by_end_user_finds_their_calls(self, admin_client, calls):
+        response = admin_client.get(admin_url(FunctionCall, "changelist"), {"q": "customer-42"})
+        assert listed_urls(response) == {"ok", "busy", "void"}
+
+    def test_search_by_error_text(self, admin_client, calls):
+        response = admin_client.get(admin_url(FunctionCall, "changelist"), {"q": "connection refused"})
+        assert listed_urls(response) == {"void"}
+
+    def test_connection_filter(self, admin_client, calls):
+        connection = calls["client_error"].connection
+        response = admin_client.get(admin_url(FunctionCall, "changelist"), {"connection__id__exact": connection.pk})
+        assert listed_urls(response) == {"missing", "down"}
+
+    def test_time_range_filter(self, admin_client, calls):
+        FunctionCall.objects.filter(pk=calls["success"].pk).update(created_at=timezone.now() - timedelta(hours=3))
+        response = admin_client.get(admin_url(FunctionCall, "changelist"), {"since": "1h"})
+        assert listed_urls(response) == {"missing", "busy", "down", "void"}
+
+    def test_rows_show_seconds_status_class_end_user_and_error(self, admin_client, calls):
+        html = admin_client.get(admin_url(FunctionCall, "changelist")).content.decode()
+        assert timezone.localtime(calls["network_error"].created_at).strftime("%H:%M:%S") in html
+        assert "network error" in html and "Upstream unreachable: connection refused." in html
+        assert "customer-42" in html and "customer-7" in html
+        assert 'title="Upstream error (5xx)">502<' in html
+        assert reverse("admin:connections_connection_change", args=[calls["success"].connection_id]) in html
+
+    def test_rows_link_to_their_function(self, admin_client, calls):
+        html = admin_client.get(admin_url(FunctionCall, "changelist")).content.decode()
+        assert reverse("admin:connections_function_change", args=[calls["success"].function_id]) in html
+
+    def test_sync_traffic_links_to_its_runs(self, admin_client, calls):
+        call = calls["success"]
+        FunctionCall.objects.filter(pk=call.pk).update(dialect=FunctionCall.DIALECT_SYNC, mode=FunctionCall.MODE_BACKGROUND)
+        SyncRun.objects.create(connection=call.connection, model="contacts", started_at=call.created_at - timedelta(seconds=1))
+        html = admin_client.get(admin_url(FunctionCall, "change", call.pk)).content.decode()
+        link = reverse("admin:syncing_syncrun_changelist") + f"?connection__id__exact={call.connection_id}"
+        assert link in html
+        listed = admin_client.get(link + "&" + html.split(link + "&amp;", 1)[1].split('"', 1)[0].replace("&amp;", "&"))
+        assert listed.status_code == 200 and "contacts" in listed.content.decode()
+
+
+EVIDENCE = [FunctionCall, AsyncPassthroughRequest, SyncRun, Record, WebhookDelivery]
+
+
+@pytest.mark.django_db
+class TestEvidenceIsReadOnly:
+    @pytest.mark.parametrize("model", EVIDENCE, ids=lambda m: m.__name__)
+    def test_no_add_or_delete(self, admin_client, model):
+        from django.contrib import admin
+
+        model_admin = admin.site._registry[model]
+        request = type("Request", (), {"user": get_user_model().objects.get(username="admin")})()
+        assert not model_admin.has_add_permission(request)
+        assert not model_admin.has_delete_permission(request)
+        assert "delete_selected" not in model_admin.get_actions(type("R", (), {"user": request.user, "GET": {}})())
+
+    def test_call_cannot_be_deleted(self, admin_client, calls):
+        call = calls["success"]
+        assert admin_client.post(admin_url(FunctionCall, "delete", call.pk), {"post": "yes"}).status_code == 403
+        assert FunctionCall.objects.filter(pk=call.pk).exists()
+
+
+@pytest.mark.django_db
+class TestActionsNeedTheirPermission:
+    def run_action(self, client, model, action, pk):
+        response = client.post(admin_url(model, "changelist"), {"action": action, "_selected_action": [pk]})
+        assert response.status_code in (200, 302)
+        return response
+
+    def test_view_only_user_cannot_revoke_a_key(self, viewer_client, alice):
+        assert 'value="revoke"' not in viewer_client.get(admin_url(ApiKey, "changelist")).content.decode()
+        self.run_action(viewer_client, ApiKey, "revoke", alice.api_key.pk)
+        alice.api_key.refresh_from_db()
+        assert alice.api_key.revoked_at is None
+
+    def test_view_only_user_cannot_retry_an_async_request(self, viewer_client, alice_connection):
+        connection, _ = alice_connection
+        failed = AsyncPassthroughRequest.objects.create(
+            organization=connection.organization, connection=connection, dialect="native", request={"method": "GET"},
+            status=AsyncPassthroughRequest.FAILED, error="HTTP 500", deadline_at=timezone.now())
+        self.run_action(viewer_client, AsyncPassthroughRequest, "retry", failed.pk)
+        failed.refresh_from_db()
+        assert failed.status == AsyncPassthroughRequest.FAILED
+
+    def test_view_only_user_cannot_replay_a_webhook(self, viewer_client, alice):
+        delivery = WebhookDelivery.objects.create(organization=alice.organization, event="e", url="https://h.test",
+                                                  payload={}, status=WebhookDelivery.FAILED, attempts=6)
+        self.run_action(viewer_client, WebhookDelivery, "replay", delivery.pk)
+        assert WebhookDelivery.objects.count() == 1
+
+    @pytest.mark.parametrize("action", ["sync_now", "full_resync"])
+    def test_view_only_user_cannot_sync(self, viewer_client, alice_connection, monkeypatch, action):
+        from syncing import services
+
+        asked = []
+        monkeypatch.setattr(services, "sync_request", lambda *a, **k: asked.append(a))
+        connection, _ = alice_connection
+        self.run_action(viewer_client, Connection, action, connection.pk)
+        assert asked == []
+
+    def test_a_user_with_the_change_permission_can_revoke(self, client, alice):
+        user = get_user_model().objects.create_user("keeper", password=None, is_staff=True)
+        user.user_permissions.set(Permission.objects.filter(codename__in=["view_apikey", "change_apikey"]))
+        client.force_login(user)
+        self.run_action(client, ApiKey, "revoke", alice.api_key.pk)
+        alice.api_key.refresh_from_db()
+        assert alice.api_key.revoked_at is not None
+
+
+@pytest.mark.django_db
+class TestUnsafeEditsAreRefused:
+    def test_api_key_organization_cannot_be_changed(self, admin_client, alice, bob):
+        page = admin_client.get(admin_url(ApiKey, "change", alice.api_key.pk)).content.decode()
+        assert 'name="organization"' not in page
+        admin_client.post(admin_url(ApiKey, "change", alice.api_key.pk), {"organization": bob.organization.pk, "name": "x"})
+        alice.api_key.refresh_from_db()
+        assert alice.api_key.organization == alice.organization
+
+    def test_api_key_organization_is_chosen_on_add(self, admin_client):
+        assert 'name="organization"' in admin_client.get(admin_url(ApiKey, "add")).content.decode()
+
+    @pytest.mark.parametrize("sync_models", [
+        '[{"name": "contacts"}]',
+        '[{"name": "contacts", "path": "/c", "frequency_seconds": -5}]',
+        '{"contacts": {}}',
+    ])
+    def test_bad_sync_models_are_refused_with_load_catalogs_messages(self, admin_client, sync_models):
+        import json
+
+        response = admin_client.post(admin_url(Integration, "add"), integration_form(sync_models=sync_models))
+        assert response.status_code == 200
+        html = response.content.decode()
+        expected = [e for e in validate_entry({"slug": "globex", "name": "Globex", "base_url": "https://api.globex.test",
+                                               "auth": {"scheme": "bearer"}, "sync_models": json.loads(sync_models)})]
+        assert expected and all(e.startswith("sync_models") for e in expected)
+        from django.utils.html import escape
+
+        assert all(escape(e) in html for e in expected)
+        assert not Integration.objects.filter(slug="globex").exists()
+
+    def test_an_existing_integration_keeps_its_sync_models_when_an_edit_is_refused(self, admin_client):
+        integration = make_integration(slug="globex", base_url="https://api.globex.test",
+                                       sync_models=[{"name": "contacts", "path": "/contacts"}])
+        before = integration.sync_models
+        response = admin_client.post(admin_url(Integration, "change", integration.pk),
+                                     integration_form(sync_models='[{"name": "contacts"}]'))
+        assert response.status_code == 200
+        integration.refresh_from_db()
+        assert integration.sync_models == before
+
+    @pytest.mark.parametrize("url", ["http://127.0.0.1:9/hooks", "http://[::1]/hooks", "http://localhost/hooks",
+                                     "http://169.254.169.254/latest"])
+    def test_webhook_url_the_sender_would_refuse_is_refused(self, admin_client, network_guard, url):
+        response = admin_client.post(admin_url(Organization, "add"), {"name": "globex", "webhook_url": url,
+                                                                      "new_webhook_secret": ""})
+        assert response.status_code == 200
+        html = response.content.decode()
+        assert "WEBHOOK_ALLOW_PRIVATE_URLS" in html
+        assert not Organization.objects.filter(name="globex").exists()
+
+    def test_private_webhook_url_is_accepted_when_the_operator_allows_it(self, admin_client, settings):
+        settings.WEBHOOK_ALLOW_PRIVATE_URLS = True
+        response = admin_client.post(admin_url(Organization, "add"), {"name": "globex", "webhook_url": "http://127.0.0.1:9/h",
+                                                                      "new_webhook_secret": ""})
+        assert response.status_code == 302
+        assert Organization.objects.get(name="globex").webhook_url == "http://127.0.0.1:9/h"
+
+
+@pytest.mark.django_db
+class TestReasons:
+    def test_pending_async_request_after_an_upstream_500_shows_it_and_links_its_attempts(self, admin_client, alice_connection):
+        connection, _ = alice_connection
+        request = AsyncPassthroughRequest.objects.create(
+            organization=connection.organization, connection=connection, dialect="native",
+            request={"method": "GET", "path": "/x"}, attempts=1, deadline_at=timezone.now() + timedelta(minutes=5),
+            next_attempt_at=timezone.now() + timedelta(minutes=1))
+        make_function_call(connection.organization, connection, mode=FunctionCall.MODE_ASYNC, response_status=500)
+        html = admin_client.get(admin_url(AsyncPassthroughRequest, "change", request.pk)).content.decode()
+        assert "retrying: HTTP 500, next attempt at" in html
+        assert "1 logged call(s)" in html
+        assert "retrying: HTTP 500" in admin_client.get(admin_url(AsyncPassthroughRequest, "changelist")).content.decode()
+
+    def test_partially_synced_run_names_what_was_skipped(self, admin_client, alice_connection):
+        connection, _ = alice_connection
+        SyncRun.objects.create(connection=connection, model="contacts", status=SyncRun.PARTIALLY_SYNCED, skipped=3,
+                               skipped_pages=1, finished_at=timezone.now())
+        html = admin_client.get(admin_url(SyncRun, "changelist")).content.decode()
+        assert "skipped 3 record(s) without a usable id or not storable, and 1 unreadable page(s)" in html
+
+    def test_retrying_sync_run_shows_its_reason(self, admin_client, alice_connection):
+        connection, _ = alice_connection
+        run = SyncRun.objects.create(connection=connection, model="contacts", started_at=timezone.now() - timedelta(minutes=8))
+        make_function_call(connection.organization, connection, dialect=FunctionCall.DIALECT_SYNC,
+                           mode=FunctionCall.MODE_BACKGROUND, response_status=503)
+        html = admin_client.get(admin_url(SyncRun, "change", run.pk)).content.decode()
+        assert "retrying: HTTP 503 (last attempt at" in html
+        assert "1 logged request(s)" in html
+
+    def test_manual_model_never_run_says_so(self, admin_client, alice_connection):
+        connection, _ = alice_connection
+        SyncState.objects.create(connection=connection, model="manual", next_sync_at=None)
+        html = admin_client.get(admin_url(SyncState, "changelist")).content.decode()
+        assert "manual — never run" in html
+
+    def test_failing_webhook_delivery_shows_its_last_error(self, admin_client, alice):
+        delivery = WebhookDelivery.objects.create(organization=alice.organization, event="e", url="https://h.test",
+                                                  payload={}, attempts=2)
+        WebhookAttempt.objects.create(delivery=delivery, number=1, error="Receiver answered HTTP 500.")
+        WebhookAttempt.objects.create(delivery=delivery, number=2, error="Upstream timed out.")
+        html = admin_client.get(admin_url(WebhookDelivery, "changelist")).content.decode()
+        assert "Upstream timed out." in html
+
+
+def test_async_request_attempt_link_lists_its_calls(admin_client, alice_connection):
+    connection, _ = alice_connection
+    request = AsyncPassthroughRequest.objects.create(
+        organization=connection.organization, connection=connection, dialect="native",
+        request={"method": "GET", "path": "/x"}, deadline_at=timezone.now() + timedelta(minutes=5))
+    make_function_call(connection.organization, connection, mode=FunctionCall.MODE_ASYNC, url="https://api.acme.test/v1/attempt")
+    html = admin_client.get(admin_url(AsyncPassthroughRequest, "change", request.pk)).content.decode()
+    link = html.split('<a href="' + admin_url(FunctionCall, "changelist"), 1)[1].split('"', 1)[0].replace("&amp;", "&")
+    listed = admin_client.get(admin_url(FunctionCall, "changelist") + link)
+    assert listed.status_code == 200 and "/v1/attempt<" in listed.content.decode()
