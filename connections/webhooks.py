@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from connections import client
 from connections.models import Connection, WebhookAttempt, WebhookDelivery
+from integration_platform import metrics
 from integration_platform.errors import PlatformError
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ def webhook_deliver(delivery_id) -> None:
         error = exc.message + (f" ({'; '.join(exc.details)})" if exc.details else "")
     WebhookAttempt.objects.create(delivery=delivery, number=number, response_status=status, error=error,
                                   duration_ms=int((time.monotonic() - started) * 1000))
+    metrics.WEBHOOK_DELIVERIES.labels(metrics.outcome_of(status)).inc()
     now = timezone.now()
     if not error:
         WebhookDelivery.objects.filter(pk=delivery.pk).update(status=WebhookDelivery.DELIVERED, attempts=number,

@@ -262,3 +262,8 @@ SYNC_REQUEUE_AFTER_SECONDS = env.int("SYNC_REQUEUE_AFTER_SECONDS", default=600)
 # After a failed run, the next scheduled one comes after this (or the model's frequency, if shorter).
 SYNC_RETRY_FAILED_AFTER_SECONDS = env.int("SYNC_RETRY_FAILED_AFTER_SECONDS", default=900)
 SYNC_RUN_TIME_LIMIT_SECONDS = env.int("SYNC_RUN_TIME_LIMIT_SECONDS", default=24 * 3600)
+
+# Prometheus metrics at /metrics (console app). Off unless enabled; with a token, a scrape must send
+# `Authorization: Bearer <METRICS_TOKEN>`. Several processes: set PROMETHEUS_MULTIPROC_DIR (see integration_platform/metrics.py).
+METRICS_ENABLED = env.bool("METRICS_ENABLED", default=False)
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")

@@ -3,7 +3,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from console.views import dashboard_view
+from console.views import dashboard_view, metrics_view
 from django_dramatiq.models import Task
 from integration_platform.echo import echo
 from connections.api.views import ConnectionViewSet, FunctionViewSet, IntegrationViewSet
@@ -32,6 +32,7 @@ router.register("function-calls", FunctionCallViewSet, basename="function-call")
 urlpatterns = [
     path("admin/dashboard/", admin.site.admin_view(dashboard_view), name="console-dashboard"),
     path("admin/", admin.site.urls),
+    path("metrics", metrics_view, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     re_path(r"^api/v1/passthrough/?$", PassthroughView.as_view(), name="passthrough"),

@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from integration_platform.metrics import outcome_of
 from passthrough.async_passthrough import async_passthrough_retry
 from passthrough.models import AsyncPassthroughRequest, FunctionCall
 
@@ -23,15 +24,6 @@ OUTCOME_COLOURS = {"success": "#2e7d32", "client_error": "#b26a00", "rate_limite
                    "upstream_error": "#c62828", "network_error": "#c62828"}
 RECENT = {"15m": ("Last 15 minutes", timedelta(minutes=15)), "1h": ("Last hour", timedelta(hours=1)),
           "24h": ("Last 24 hours", timedelta(days=1)), "7d": ("Last 7 days", timedelta(days=7))}
-
-
-def outcome_of(status: int | None) -> str:
-    """The outcome class of one call (see OUTCOMES)."""
-    if status is None:
-        return "network_error"
-    if status == 429:
-        return "rate_limited"
-    return "success" if status < 400 else "client_error" if status < 500 else "upstream_error"
 
 
 def changelist_url(model, **filters) -> str:

@@ -26,6 +26,7 @@ from django.utils import timezone
 from connections.client import clean_request_headers, ensure_usable
 from connections.models import Connection
 from connections.ratelimit import PermitDelayed
+from integration_platform import metrics
 from integration_platform.errors import NotFound, PlatformError, RateLimited, UpstreamTimeout, UpstreamUnreachable
 from passthrough import services
 from passthrough.envelopes import Envelope
@@ -131,6 +132,7 @@ def _finish(request, *, result=None, error=""):
         status=AsyncPassthroughRequest.FAILED if error else AsyncPassthroughRequest.DONE,
         result=result, error=error, finished_at=timezone.now())
     if finished:
+        metrics.ASYNC_JOBS.labels(AsyncPassthroughRequest.FAILED if error else AsyncPassthroughRequest.DONE).inc()
         _notify(request.pk)
 
 

@@ -5,7 +5,8 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from integration_platform.errors import PlatformError
-from passthrough.admin import EvidenceAdmin, changelist_url, outcome_of, seconds
+from integration_platform.metrics import outcome_of
+from passthrough.admin import EvidenceAdmin, changelist_url, seconds
 from passthrough.models import FunctionCall
 from syncing import services
 from syncing.models import Record, SyncRun, SyncState

@@ -21,6 +21,7 @@ from django.utils.dateparse import parse_datetime
 
 from connections import client
 from connections.models import Connection
+from integration_platform import metrics
 from integration_platform.errors import ConnectionUnusable, PlatformError, RateLimited
 from passthrough.models import FunctionCall
 from passthrough.retries import retry_delay
@@ -78,6 +79,7 @@ def run_sync(state: SyncState, claim_id, spec: SyncModelSpec, *, full: bool, tri
         log.exception("Sync run %s of connection %s (%s) crashed.", run.pk, connection.pk, spec.name)
         run.status, run.error = SyncRun.FAILED, f"Internal error ({type(exc).__name__}); see the server log."
     calls.write()
+    metrics.sync_run_finished(run)
     run.finished_at = timezone.now()
     # An UPDATE, not save(): if the connection was deleted meanwhile, there is nothing left to record.
     SyncRun.objects.filter(pk=run.pk).update(**{field: getattr(run, field) for field in FINAL_FIELDS})
