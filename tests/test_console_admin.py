@@ -288,3 +288,23 @@ def test_async_request_attempt_link_lists_its_calls(admin_client, alice_connecti
     link = html.split('<a href="' + admin_url(FunctionCall, "changelist"), 1)[1].split('"', 1)[0].replace("&amp;", "&")
     listed = admin_client.get(admin_url(FunctionCall, "changelist") + link)
     assert listed.status_code == 200 and "/v1/attempt<" in listed.content.decode()
+
+
+def test_syncing_traffic_logged_as_sync_is_renamed_by_the_migration(transactional_db):
+    from django.db import connection as db
+    from django.db.migrations.executor import MigrationExecutor
+
+    before, after = [("passthrough", "0003_asyncpassthroughrequest_next_attempt_at")], [("passthrough", "0004_dialect_sync_renamed_syncing")]
+    executor = MigrationExecutor(db)
+    executor.migrate(before)
+    apps = executor.loader.project_state(before).apps
+    organization = apps.get_model("connections", "Organization").objects.create(name="old")
+    call = apps.get_model("passthrough", "FunctionCall").objects.create(
+        organization=organization, dialect="sync", mode="background", method="GET", url="https://x.test",
+        started_at=timezone.now())
+    executor = MigrationExecutor(db)
+    executor.loader.build_graph()
+    executor.migrate(after)
+    assert FunctionCall.objects.get(pk=call.pk).dialect == FunctionCall.DIALECT_SYNC == "syncing"
+    executor = MigrationExecutor(db)
+    executor.migrate(executor.loader.graph.leaf_nodes())
