@@ -279,6 +279,7 @@ AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=10)
 AXES_COOLOFF_TIME = timedelta(minutes=env.float("ADMIN_LOCKOUT_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
 
 # HTTPS in production (`manage.py check --deploy` passes with only the required variables set). Behind a proxy that
 # terminates TLS and sends X-Forwarded-Proto, set SECURE_PROXY_SSL_HEADER_ENABLED=true; if the proxy redirects to

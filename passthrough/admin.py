@@ -1,6 +1,6 @@
 import json
 from datetime import timedelta
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from django.contrib import admin
 from django.db.models import Q
@@ -93,7 +93,7 @@ class FunctionCallAdmin(EvidenceAdmin):
 
     @admin.display(description="Time", ordering="created_at")
     def time(self, obj):
-        return seconds(obj.created_at)
+        return format_html('<span style="white-space:nowrap">{}</span>', seconds(obj.created_at))
 
     @admin.display(description="Status", ordering="response_status")
     def status(self, obj):
@@ -104,7 +104,10 @@ class FunctionCallAdmin(EvidenceAdmin):
 
     @admin.display(description="URL")
     def short_url(self, obj):
-        return obj.url if len(obj.url) <= 80 else obj.url[:77] + "..."
+        """Path and query (the host is the integration's), shortened; the whole (redacted) URL on hover."""
+        parts = urlsplit(obj.url)
+        short = parts.path + (f"?{parts.query}" if parts.query else "")
+        return format_html('<span title="{}">{}</span>', obj.url, short if len(short) <= 40 else short[:37] + "...")
 
     @admin.display(description="Duration", ordering="duration_ms")
     def duration(self, obj):
@@ -117,13 +120,13 @@ class FunctionCallAdmin(EvidenceAdmin):
         url = reverse("admin:connections_connection_change", args=[obj.connection_id])
         return format_html('<a href="{}">#{} {}</a>', url, obj.connection_id, obj.connection.end_user_id)
 
-    @admin.display(description="Surface")
+    @admin.display(description="Dialect", ordering="dialect")
     def surface(self, obj):
-        return f"{obj.dialect} / {obj.mode}"
+        return obj.dialect
 
     @admin.display(description="Error")
     def error_excerpt(self, obj):
-        return obj.error if len(obj.error) <= 100 else obj.error[:97] + "..."
+        return obj.error if len(obj.error) <= 60 else obj.error[:57] + "..."
 
     @admin.display(description="Part of")
     def origin(self, obj):
