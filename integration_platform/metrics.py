@@ -11,6 +11,12 @@ CALLS = Counter("platform_upstream_calls", "Upstream calls made, by integration,
                 ["integration", "surface", "outcome"])
 CALL_SECONDS = Histogram("platform_upstream_call_duration_seconds", "Upstream call duration.", ["integration"],
                          buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+LIMITER_WAIT_SECONDS = Histogram("platform_rate_limit_wait_seconds", "Time a call waited for our rate-limit permit.",
+                                ["integration", "priority"], buckets=(0, 0.01, 0.1, 0.5, 1, 5, 30))
+RATE_LIMITED = Counter("platform_rate_limited", "Calls our limiter refused: interactive ones answered 429, background "
+                       "ones delayed.", ["integration", "priority"])
+UPSTREAM_PAUSES = Counter("platform_upstream_pauses", "Pauses an upstream imposed (Retry-After, rate-limit reset).",
+                          ["integration"])
 ASYNC_JOBS = Counter("platform_async_jobs", "Async passthrough requests finished, by status.", ["status"])
 SYNC_RUNS = Counter("platform_sync_runs", "Sync runs finished, by status.", ["model", "status"])
 SYNC_RECORDS = Counter("platform_sync_records", "Records changed by syncing.", ["model", "change"])

@@ -36,6 +36,10 @@ def seconds(moment) -> str:
     return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
 
 
+def size_text(size: int, truncated: bool) -> str:
+    return f"{size:,} bytes" + (" (the log keeps the first FUNCTION_CALL_BODY_LIMIT bytes)" if truncated else "")
+
+
 class OutcomeFilter(admin.SimpleListFilter):
     title = "outcome"
     parameter_name = "outcome"
@@ -85,11 +89,13 @@ class FunctionCallAdmin(EvidenceAdmin):
     search_help_text = "End user id, connection id (exact), URL or error text."
     date_hierarchy = "created_at"
     list_select_related = ["organization", "integration", "connection", "function"]
-    exclude = ["request_headers", "response_headers"]
-    readonly_fields = ["request_headers_json", "response_headers_json", "origin"]
-
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields if f.name not in self.exclude] + self.readonly_fields
+    fieldsets = [
+        (None, {"fields": ["time", "status", "duration", "error", "end_user", "organization", "integration", "origin",
+                           "dialect", "mode"]}),
+        ("Request", {"fields": ["method", "url", "request_headers_json", "request_body", "request_size_text"]}),
+        ("Response", {"fields": ["response_headers_json", "response_body", "response_size_text"]}),
+    ]
+    readonly_fields = [field for _, options in fieldsets for field in options["fields"]]
 
     @admin.display(description="Time", ordering="created_at")
     def time(self, obj):
@@ -146,6 +152,14 @@ class FunctionCallAdmin(EvidenceAdmin):
             url = reverse("admin:connections_function_change", args=[obj.function_id])
             return format_html('<a href="{}">{}</a>', url, obj.function.name)
         return "-"
+
+    @admin.display(description="Request size")
+    def request_size_text(self, obj):
+        return size_text(obj.request_size, obj.request_body_truncated)
+
+    @admin.display(description="Response size")
+    def response_size_text(self, obj):
+        return size_text(obj.response_size, obj.response_body_truncated)
 
     @admin.display(description="Request headers")
     def request_headers_json(self, obj):

@@ -86,3 +86,42 @@ def test_two_gunicorn_workers_add_up_in_one_scrape(transactional_db, settings, t
         assert samples(text, "platform_upstream_calls_total")[key] == calls
         assert sum(v for k, v in samples(text, "platform_upstream_call_duration_seconds_count").items()
                    if ("integration", "counted") in k) == calls
+
+
+@pytest.mark.django_db
+def test_queue_depth_is_read_from_the_rows_at_scrape_time(client, settings, alice_connection):
+    from passthrough.models import AsyncPassthroughRequest
+
+    settings.METRICS_ENABLED = True
+    connection, _ = alice_connection
+    for status in ("pending", "pending", "running", "done"):
+        AsyncPassthroughRequest.objects.create(organization=connection.organization, connection=connection,
+                                               dialect="native", request={}, status=status, deadline_at=timezone.now())
+    depth = samples(client.get("/metrics").content.decode(), "platform_queue_depth")
+    assert depth[(("queue", "async_passthrough"), ("status", "pending"))] == 2
+    assert depth[(("queue", "async_passthrough"), ("status", "running"))] == 1
+    assert depth[(("queue", "webhooks"), ("status", "pending"))] == 0
+
+
+def test_our_429s_and_upstream_pauses_are_counted(client, settings, alice_connection):
+    from connections import ratelimit
+    from integration_platform.errors import RateLimited
+
+    settings.METRICS_ENABLED = True
+    connection, _ = alice_connection
+    connection.integration.rate_limits = [{"requests": 1, "per_seconds": 60}]
+    connection.integration.save()
+
+    def value(name, labels):
+        return samples(client.get("/metrics").content.decode(), name).get(labels, 0)
+
+    refused_key = (("integration", "acme"), ("priority", ratelimit.INTERACTIVE))
+    paused_key = (("integration", "acme"),)
+    refused, paused = value("platform_rate_limited_total", refused_key), value("platform_upstream_pauses_total", paused_key)
+    limiter = ratelimit.limiter()
+    limiter.acquire(connection)
+    with pytest.raises(RateLimited):
+        limiter.acquire(connection)
+    limiter.observe(connection, 429, [("Retry-After", "5")])
+    assert value("platform_rate_limited_total", refused_key) == refused + 1
+    assert value("platform_upstream_pauses_total", paused_key) == paused + 1
