@@ -1,4 +1,5 @@
 import json
+import re
 
 from django.db import models
 
@@ -172,11 +173,64 @@ CATALOG_FIELDS = ["slug", "name", "description", "base_url", "rate_limits", "all
                   "docs_url", "logo_url", "enabled", "sync_models"]
 
 
+RATE_LIMIT_LINE = re.compile(r"(\d+)\s*(?:requests?\s+)?per\s+(\d+(?:\.\d+)?)\s*s(?:ec(?:onds?)?)?(?:\s+per\s+(integration|connection))?",
+                             re.IGNORECASE)
+
+
+class RateLimitsField(forms.Field):
+    """Rate-limit windows as lines ("100 per 10 s", "50 per 60 s per connection"); a JSON list is accepted too.
+    The catalog validator then judges the windows, as for `load_catalog`."""
+
+    widget = forms.Textarea(attrs={"rows": 3, "cols": 50})
+
+    def prepare_value(self, value):
+        if not isinstance(value, list):
+            return value  # the operator's text, re-shown after an error
+        return "\n".join(
+            f"{w['requests']} per {w['per_seconds']:g} s" + (f" per {w['per']}" if w.get("per") == "connection" else "")
+            if isinstance(w, dict) and {"requests", "per_seconds"} <= set(w) and isinstance(w["per_seconds"], (int, float))
+            else json.dumps(w) for w in value)
+
+    def to_python(self, value):
+        text = (value or "").strip()
+        if text.startswith(("[", "{")):
+            try:
+                return json.loads(text)
+            except ValueError:
+                raise forms.ValidationError("rate_limits: Not valid JSON.") from None
+        windows = []
+        for i, line in enumerate(line.strip() for line in text.splitlines() if line.strip()):
+            match = RATE_LIMIT_LINE.fullmatch(line)
+            if match is None:
+                raise forms.ValidationError(f'rate_limits[{i}]: Write "N per S s", optionally followed by "per connection".')
+            per_seconds = float(match[2])
+            windows.append({"requests": int(match[1]), "per_seconds": int(per_seconds) if per_seconds.is_integer() else per_seconds,
+                            **({"per": match[3].lower()} if match[3] else {})})
+        return windows
+
+
+class PrettyJSONField(forms.JSONField):
+    """A JSON box shown indented, so a list of objects reads as a form."""
+
+    def prepare_value(self, value):
+        if isinstance(value, forms.fields.InvalidJSONInput):
+            return value
+        return json.dumps(value, indent=2, ensure_ascii=False)
+
+
 class IntegrationForm(forms.ModelForm):
     oauth_client_secret = forms.CharField(
         required=False, widget=forms.PasswordInput(render_value=False),
         help_text="OAuth2 only. Write-only: leave empty to keep the stored secret.",
     )
+    rate_limits = RateLimitsField(
+        required=False, help_text='One window per line: "100 per 10 s" (per integration) or "50 per 60 s per connection".')
+    sync_models = PrettyJSONField(
+        required=False, widget=forms.Textarea(attrs={"rows": 14, "cols": 80}),
+        help_text='A list of models, e.g. [{"name": "contacts", "path": "/contacts", "records_field": "results", '
+                  '"pagination": {"style": "cursor", "param": "cursor", "next_field": "next_cursor"}, '
+                  '"frequency_seconds": 3600}]. Checked like load_catalog; see the README (Syncing) for every field.')
+    auth_config = PrettyJSONField(required=False, widget=forms.Textarea(attrs={"rows": 5, "cols": 80}))
 
     class Meta:
         model = Integration

@@ -308,3 +308,27 @@ def test_syncing_traffic_logged_as_sync_is_renamed_by_the_migration(transactiona
     assert FunctionCall.objects.get(pk=call.pk).dialect == FunctionCall.DIALECT_SYNC == "syncing"
     executor = MigrationExecutor(db)
     executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+@pytest.mark.django_db
+class TestStructuredRateLimits:
+    def test_windows_are_written_as_lines(self, admin_client):
+        form = integration_form(rate_limits="100 per 10 s\n50 per 60 s per connection\n")
+        assert admin_client.post(admin_url(Integration, "add"), form).status_code == 302
+        assert Integration.objects.get(slug="globex").rate_limits == [
+            {"requests": 100, "per_seconds": 10}, {"requests": 50, "per_seconds": 60, "per": "connection"}]
+
+    def test_stored_windows_are_shown_as_lines(self, admin_client):
+        integration = make_integration(slug="globex", rate_limits=[{"requests": 5, "per_seconds": 0.5, "per": "connection"}])
+        html = admin_client.get(admin_url(Integration, "change", integration.pk)).content.decode()
+        assert "5 per 0.5 s per connection</textarea>" in html
+
+    @pytest.mark.parametrize("text, error", [
+        ("100 every minute", 'rate_limits[0]: Write &quot;N per S s&quot;'),
+        ("0 per 1 s", "rate_limits[0]: Must be"),
+    ])
+    def test_bad_windows_are_refused(self, admin_client, text, error):
+        response = admin_client.post(admin_url(Integration, "add"), integration_form(rate_limits=text))
+        assert response.status_code == 200
+        assert error in response.content.decode()
+        assert not Integration.objects.filter(slug="globex").exists()
