@@ -11,6 +11,8 @@ from django.db.models import Aggregate, Count, FloatField, Q
 from django.utils import timezone
 
 from connections import ratelimit
+from console import rollup
+from console.models import CallMinute
 from connections.models import Integration, WebhookDelivery
 from passthrough.admin import OUTCOMES, changelist_url
 from passthrough.models import AsyncPassthroughRequest, FunctionCall
@@ -54,10 +56,9 @@ class IntegrationRow:
     p95_ms: float | None = None
 
 
-def call_rows(since_key: str, now) -> list[IntegrationRow]:
-    """Per integration with calls in the window: calls, calls per outcome class, error rate, p50/p95 duration."""
-    calls = FunctionCall.objects.filter(created_at__gte=now - WINDOWS[since_key][1], integration__isnull=False)
-    counts = {f"n_{key}": Count("id", filter=condition) for key, (_, condition) in OUTCOMES.items()}
+def exact_totals(calls) -> dict:
+    """Per integration: calls, calls per outcome class, exact p50/p95 duration (percentile_cont)."""
+    counts = {key: Count("id", filter=condition) for key, (_, condition) in OUTCOMES.items()}
     if db.vendor == "postgresql":
         counts |= {"p50": PercentileCont("duration_ms", fraction=0.5), "p95": PercentileCont("duration_ms", fraction=0.95)}
     totals = {row["integration"]: row for row in calls.values("integration").annotate(n=Count("id"), **counts)}
@@ -67,14 +68,49 @@ def call_rows(since_key: str, now) -> list[IntegrationRow]:
             durations.setdefault(integration_id, []).append(duration)
         for integration_id, row in totals.items():
             row["p50"], row["p95"] = (percentile(durations[integration_id], f) for f in (0.5, 0.95))
+    return totals
+
+
+def rolled_up_totals(since, rolled_until, now) -> dict:
+    """Per integration: the per-minute rollups up to `rolled_until`, plus the log itself after it; p50/p95 from
+    the merged duration histogram."""
+    totals = {}
+
+    def add(integration_id, outcomes, durations):
+        row = totals.setdefault(integration_id, {key: 0 for key in OUTCOMES} | {"durations": [0] * len(durations)})
+        for key in OUTCOMES:
+            row[key] += outcomes[key]
+        row["durations"] = [a + b for a, b in zip(row["durations"], durations)]
+
+    for minute in CallMinute.objects.filter(minute__gte=since, minute__lt=rolled_until):
+        add(minute.integration_id, {key: getattr(minute, key) for key in OUTCOMES}, minute.durations)
+    tail = FunctionCall.objects.filter(created_at__gte=rolled_until, integration__isnull=False)
+    buckets = rollup.bucket_counts()
+    for row in tail.values("integration").annotate(**{k: Count("id", filter=c) for k, (_, c) in OUTCOMES.items()}, **buckets):
+        add(row["integration"], row, [row[key] for key in buckets])
+    for row in totals.values():
+        row["n"] = sum(row[key] for key in OUTCOMES)
+        row["p50"], row["p95"] = (rollup.bucket_percentile(row["durations"], f) for f in (0.5, 0.95))
+    return totals
+
+
+def call_rows(since_key: str, now) -> list[IntegrationRow]:
+    """Per integration with calls in the window: calls, calls per outcome class, error rate, p50/p95 duration.
+    The last hour is read from the log; the last day from the per-minute rollups where there are some."""
+    since = now - WINDOWS[since_key][1]
+    rolled_until = rollup.rolled_up_until() if since_key == "24h" else None
+    if rolled_until is not None and rolled_until > since:
+        totals = rolled_up_totals(since, rolled_until, now)
+    else:
+        totals = exact_totals(FunctionCall.objects.filter(created_at__gte=since, integration__isnull=False))
     rows = []
     for integration in Integration.objects.filter(pk__in=totals).order_by("slug"):
         total = totals[integration.pk]
         link = {"integration__id__exact": integration.pk, "since": since_key}
         row = IntegrationRow(integration, Number(total["n"], changelist_url(FunctionCall, **link)),
                              p50_ms=total["p50"], p95_ms=total["p95"])
-        row.outcomes = {key: Number(total[f"n_{key}"], changelist_url(FunctionCall, **link, outcome=key)) for key in OUTCOMES}
-        row.error_rate = sum(total[f"n_{key}"] for key in ERROR_OUTCOMES) / total["n"]
+        row.outcomes = {key: Number(total[key], changelist_url(FunctionCall, **link, outcome=key)) for key in OUTCOMES}
+        row.error_rate = sum(total[key] for key in ERROR_OUTCOMES) / total["n"]
         rows.append(row)
     return rows
 

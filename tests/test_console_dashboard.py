@@ -87,3 +87,30 @@ def test_dashboard_is_linked_first_from_the_admin_index_and_renders(client, logg
 @pytest.mark.django_db
 def test_dashboard_needs_a_staff_login(client):
     assert client.get(reverse("console-dashboard")).status_code == 302
+
+
+@pytest.mark.django_db
+def test_the_day_window_reads_rollups_and_the_log_after_them(logged):
+    from console import rollup
+    from console.models import CallMinute
+
+    rollup.roll_up(now=timezone.now())  # settles only the call of three hours ago
+    assert CallMinute.objects.count() == 1
+    (_, [hour]), (_, [day]) = dashboard()["windows"]
+    assert numbers(hour)[:3] == (5, {"success": 2, "client_error": 1, "rate_limited": 0, "upstream_error": 1,
+                                     "network_error": 1}, 0.6)
+    # Durations 10, 20 | 30, 40 | 100 | 1000 fall in the buckets [10, 25), [25, 50), [100, 150), [1000, 1500):
+    # p50 = rank 3 of 6 = 25 + 25 * 1/2; p95 = rank 5.7 = 1000 + 500 * 0.7.
+    assert numbers(day) == (6, {"success": 2, "client_error": 1, "rate_limited": 1, "upstream_error": 1,
+                                "network_error": 1}, round(4 / 6, 4), 37.5, 1350.0)
+
+
+@pytest.mark.django_db
+def test_rolling_up_twice_counts_each_call_once(logged):
+    from console import rollup
+
+    later = timezone.now() + timedelta(minutes=10)
+    assert rollup.roll_up(now=later) in (2, 3)  # the minute of three hours ago and the minute(s) of now
+    assert rollup.roll_up(now=later) == 0
+    _, (_, [day]) = dashboard(now=later)["windows"]
+    assert day.calls.value == 6
