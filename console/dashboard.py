@@ -82,8 +82,9 @@ def rolled_up_totals(since, rolled_until, now) -> dict:
             row[key] += outcomes[key]
         row["durations"] = [a + b for a, b in zip(row["durations"], durations)]
 
-    for minute in CallMinute.objects.filter(minute__gte=since, minute__lt=rolled_until):
-        add(minute.integration_id, {key: getattr(minute, key) for key in OUTCOMES}, minute.durations)
+    minutes = CallMinute.objects.filter(minute__gte=since, minute__lt=rolled_until)
+    for integration_id, durations, *counts in minutes.values_list("integration", "durations", *OUTCOMES):
+        add(integration_id, dict(zip(OUTCOMES, counts)), durations)
     tail = FunctionCall.objects.filter(created_at__gte=rolled_until, integration__isnull=False)
     buckets = rollup.bucket_counts()
     for row in tail.values("integration").annotate(**{k: Count("id", filter=c) for k, (_, c) in OUTCOMES.items()}, **buckets):
