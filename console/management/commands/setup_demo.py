@@ -26,6 +26,9 @@ DEMO_CALLS = [
 ]
 
 
+DEMO_BODY = '{"demo": true}'
+
+
 def demo_calls(connection, base_url):
     """Call-log rows as passthrough writes them, marked as demo data in their response body or error."""
     now = timezone.now()
@@ -33,7 +36,8 @@ def demo_calls(connection, base_url):
         organization_id=connection.organization_id, connection=connection, integration_id=connection.integration_id,
         function=connection.integration.functions.order_by("name").first(),
         dialect=FunctionCall.DIALECT_NATIVE, method=method, url=f"{base_url}/echo{path}", response_status=status,
-        response_body='{"demo": true}' if status else "", duration_ms=duration, error=error,
+        response_body=DEMO_BODY if status else "", response_size=len(DEMO_BODY) if status else 0,
+        duration_ms=duration, error=error,
         started_at=now, request_headers={"Authorization": "<redacted>"}) for method, path, status, duration, error in DEMO_CALLS)
 
 
