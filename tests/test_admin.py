@@ -3,7 +3,6 @@
 import re
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.contrib.messages import get_messages
 from django.urls import reverse
 from rest_framework.test import APIClient
@@ -33,13 +32,6 @@ class World:
 
     def object_of(self, model):
         return model.objects.order_by("pk").first()
-
-
-@pytest.fixture
-def admin_client(db, client):
-    """Django's test client, logged in as a superuser (no password: hashing one is slow)."""
-    client.force_login(get_user_model().objects.create_superuser("admin", "admin@example.test", password=None))
-    return client
 
 
 @pytest.fixture

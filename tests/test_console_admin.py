@@ -14,17 +14,7 @@ from connections.models import ApiKey, Connection, Integration, Organization, We
 from passthrough.models import AsyncPassthroughRequest, FunctionCall
 from syncing.models import Record, SyncRun, SyncState
 from tests.factories import make_connection, make_function_call, make_integration
-from tests.test_admin import integration_form
-
-
-def admin_url(model, view, *args):
-    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}", args=args)
-
-
-@pytest.fixture
-def admin_client(db, client):
-    client.force_login(get_user_model().objects.create_superuser("admin", "admin@example.test", password=None))
-    return client
+from tests.test_admin import admin_url, integration_form
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.urls import reverse
 from django.utils import timezone
 
@@ -40,12 +39,11 @@ def test_last_hour_and_day_per_integration(logged):
 
 
 @pytest.mark.django_db
-def test_every_number_links_to_the_calls_it_counts(client, logged):
-    client.force_login(get_user_model().objects.create_superuser("admin", "a@example.test", password=None))
+def test_every_number_links_to_the_calls_it_counts(admin_client, logged):
     (_, [hour]), _ = dashboard()["windows"]
-    listed = client.get(hour.outcomes["upstream_error"].url).content.decode()
+    listed = admin_client.get(hour.outcomes["upstream_error"].url).content.decode()
     assert listed.count('title="Upstream error (5xx)">502<') == 1 and ">200<" not in listed
-    assert client.get(hour.calls.url).status_code == 200
+    assert admin_client.get(hour.calls.url).status_code == 200
 
 
 @pytest.mark.django_db
@@ -66,21 +64,19 @@ def test_backlog_counts_failing_syncs_webhooks_and_async_requests(alice, logged)
 
 
 @pytest.mark.django_db
-def test_backlog_links_list_what_they_count(client, alice, logged):
-    client.force_login(get_user_model().objects.create_superuser("admin", "a@example.test", password=None))
+def test_backlog_links_list_what_they_count(admin_client, alice, logged):
     SyncRun.objects.create(connection=logged, model="contacts", status=SyncRun.FAILED, error="HTTP 500 boom")
     for label, number in dashboard()["backlog"].items():
-        response = client.get(number.url)
+        response = admin_client.get(number.url)
         assert response.status_code == 200, label
-    assert "HTTP 500 boom" in client.get(dashboard()["backlog"]["Sync runs failed (24 h)"].url).content.decode()
+    assert "HTTP 500 boom" in admin_client.get(dashboard()["backlog"]["Sync runs failed (24 h)"].url).content.decode()
 
 
 @pytest.mark.django_db
-def test_dashboard_is_linked_first_from_the_admin_index_and_renders(client, logged):
-    client.force_login(get_user_model().objects.create_superuser("admin", "a@example.test", password=None))
-    index = client.get(reverse("admin:index")).content.decode()
+def test_dashboard_is_linked_first_from_the_admin_index_and_renders(admin_client, logged):
+    index = admin_client.get(reverse("admin:index")).content.decode()
     assert index.index(reverse("console-dashboard")) < index.index("Connections")
-    html = client.get(reverse("console-dashboard")).content.decode()
+    html = admin_client.get(reverse("console-dashboard")).content.decode()
     assert "Calls — Last hour" in html and ">acme<" in html and "88 ms" in html and "60 %" in html
 
 

@@ -1,7 +1,6 @@
 """The operator's syncing pages: runs with counts and errors, the records browser, sync actions on connections."""
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from connections.models import Connection, WebhookDelivery
@@ -16,12 +15,6 @@ OLD = 1_600_000_000.0
 @pytest.fixture(autouse=True)
 def no_waits(monkeypatch):
     monkeypatch.setattr(engine, "sleep", lambda seconds: None)
-
-
-@pytest.fixture
-def admin_client(db, client):
-    client.force_login(get_user_model().objects.create_superuser("admin", "admin@example.test", password=None))
-    return client
 
 
 @pytest.fixture
