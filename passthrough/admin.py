@@ -20,6 +20,8 @@ OUTCOMES = {
     "upstream_error": ("Upstream error (5xx)", Q(response_status__gte=500)),
     "network_error": ("Network error (no answer)", Q(response_status__isnull=True)),
 }
+FAILED = "failed"
+FAILURE = Q(response_status__gte=400) | Q(response_status__isnull=True)
 OUTCOME_COLOURS = {"success": "#2e7d32", "client_error": "#b26a00", "rate_limited": "#6a1b9a",
                    "upstream_error": "#c62828", "network_error": "#c62828"}
 RECENT = {"15m": ("Last 15 minutes", timedelta(minutes=15)), "1h": ("Last hour", timedelta(hours=1)),
@@ -45,9 +47,11 @@ class OutcomeFilter(admin.SimpleListFilter):
     parameter_name = "outcome"
 
     def lookups(self, request, model_admin):
-        return [(key, label) for key, (label, _) in OUTCOMES.items()]
+        return [(FAILED, "Any failure (4xx, 5xx, network)")] + [(key, label) for key, (label, _) in OUTCOMES.items()]
 
     def queryset(self, request, queryset):
+        if self.value() == FAILED:
+            return queryset.filter(FAILURE)
         return queryset.filter(OUTCOMES[self.value()][1]) if self.value() in OUTCOMES else queryset
 
 

@@ -110,3 +110,16 @@ def test_rolling_up_twice_counts_each_call_once(logged):
     assert rollup.roll_up(now=later) == 0
     _, (_, [day]) = dashboard(now=later)["windows"]
     assert day.calls.value == 6
+
+
+@pytest.mark.django_db
+def test_a_failing_call_is_two_clicks_from_the_admin_index(admin_client, logged):
+    index = admin_client.get(reverse("admin:index")).content.decode()
+    assert "<strong>3</strong> failed calls in the last hour" in index  # 404, 502, network error (429 was 3 h ago)
+    failed_url = index.split('<p style="padding:0 8px 8px" id="failed-calls-last-hour"><a href="', 1)[1].split('"', 1)[0]
+    listed = admin_client.get(failed_url.replace("&amp;", "&")).content.decode()
+    call = FunctionCall.objects.get(response_status=502)
+    assert listed.count("<strong style=\"color:") == 3  # one coloured status per row: the three failures
+    assert reverse("admin:passthrough_functioncall_change", args=[call.pk]) in listed
+    detail = admin_client.get(reverse("admin:passthrough_functioncall_change", args=[call.pk])).content.decode()
+    assert "customer-42" in detail and "502" in detail
