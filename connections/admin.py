@@ -149,8 +149,9 @@ class ApiKeyAdmin(ShowsSecretOnce, admin.ModelAdmin):
     secret_label = "API key"
 
     def get_readonly_fields(self, request, obj=None):
-        # Moving a key to another organization would hand it that tenant's connections.
-        return self.readonly_fields if obj is None else ["organization", *self.readonly_fields]
+        # Moving a key to another organization would hand it that tenant's connections; a revoked key stays revoked
+        # (revoke with the action; make a new key rather than reviving one).
+        return self.readonly_fields if obj is None else ["organization", "revoked_at", *self.readonly_fields]
 
     def get_fields(self, request, obj=None):
         return ["organization", "name"] if obj is None else ["organization", "name", "key_id", "created_at", "last_used_at", "revoked_at"]

@@ -173,6 +173,12 @@ class TestUnsafeEditsAreRefused:
         alice.api_key.refresh_from_db()
         assert alice.api_key.organization == alice.organization
 
+    def test_a_revoked_key_cannot_be_revived(self, admin_client, alice):
+        ApiKey.objects.filter(pk=alice.api_key.pk).update(revoked_at=timezone.now())
+        admin_client.post(admin_url(ApiKey, "change", alice.api_key.pk), {"name": "x", "revoked_at_0": "", "revoked_at_1": ""})
+        alice.api_key.refresh_from_db()
+        assert alice.api_key.revoked_at is not None
+
     def test_api_key_organization_is_chosen_on_add(self, admin_client):
         assert 'name="organization"' in admin_client.get(admin_url(ApiKey, "add")).content.decode()
 
