@@ -328,3 +328,36 @@ class TestStructuredRateLimits:
         assert response.status_code == 200
         assert error in response.content.decode()
         assert not Integration.objects.filter(slug="globex").exists()
+
+
+@pytest.mark.django_db
+def test_every_list_filter_choice_and_a_search_render_on_every_admin_list(admin_client, calls, alice):
+    """Realistic rows everywhere, then every link of every filter sidebar, followed."""
+    import re
+
+    from django.contrib import admin
+
+    connection = calls["success"].connection
+    SyncRun.objects.create(connection=connection, model="contacts", status=SyncRun.FAILED, error="HTTP 500")
+    SyncState.objects.create(connection=connection, model="contacts")
+    Record.objects.create(connection=connection, model="contacts", remote_id="c-1", data={"id": "c-1"})
+    AsyncPassthroughRequest.objects.create(organization=alice.organization, connection=connection, dialect="native",
+                                           request={"method": "GET", "path": "/x"}, deadline_at=timezone.now())
+    WebhookDelivery.objects.create(organization=alice.organization, event="e", url="https://h.test", payload={})
+    reverse("admin:index")  # loads the URLconf, which unregisters django_dramatiq's task table
+    for model, model_admin in list(admin.site._registry.items()):
+        url = admin_url(model, "changelist")
+        html = admin_client.get(url).content.decode()
+        assert "changelist" in html, model
+        sidebar = html.split('id="changelist-filter"', 1)[1] if 'id="changelist-filter"' in html else ""
+        for query in set(re.findall(r'href="(\?[^"]*)"', sidebar)):
+            response = admin_client.get(url + query.replace("&amp;", "&"))
+            assert response.status_code == 200, (model, query)
+        if model_admin.search_fields:
+            assert admin_client.get(url, {"q": "customer-42"}).status_code == 200, model
+
+
+def test_index_hides_dramatiqs_task_table_and_view_site_opens_the_api_docs(admin_client):
+    html = admin_client.get(reverse("admin:index")).content.decode()
+    assert "/admin/django_dramatiq/" not in html
+    assert 'href="/api/docs/"' in html
