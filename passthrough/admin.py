@@ -94,7 +94,7 @@ class FunctionCallAdmin(EvidenceAdmin):
     date_hierarchy = "created_at"
     list_select_related = ["organization", "integration", "connection", "function"]
     fieldsets = [
-        (None, {"fields": ["time", "status", "duration", "error", "end_user", "organization", "integration", "origin",
+        (None, {"fields": ["time", "status", "duration", "error", "end_user", "organization", "integration", "origin_exact",
                            "dialect", "mode"]}),
         ("Request", {"fields": ["method", "url", "request_headers_json", "request_body", "request_size_text"]}),
         ("Response", {"fields": ["response_headers_json", "response_body", "response_size_text"]}),
@@ -156,6 +156,26 @@ class FunctionCallAdmin(EvidenceAdmin):
             url = reverse("admin:connections_function_change", args=[obj.function_id])
             return format_html('<a href="{}">{}</a>', url, obj.function.name)
         return "-"
+
+    @admin.display(description="Part of")
+    def origin_exact(self, obj):
+        """On a call's own page: the very async request or sync run that was running when the call was made."""
+        during = Q(finished_at__isnull=True) | Q(finished_at__gte=obj.created_at)
+        if obj.mode == FunctionCall.MODE_ASYNC and obj.connection_id:
+            owner = (AsyncPassthroughRequest.objects.filter(during, connection_id=obj.connection_id,
+                                                            created_at__lte=obj.created_at).order_by("-created_at").first())
+        elif obj.dialect == FunctionCall.DIALECT_SYNC and obj.connection_id:
+            from syncing.models import SyncRun  # syncing is above passthrough: looked up, never imported at load
+
+            owner = (SyncRun.objects.filter(during, connection_id=obj.connection_id, started_at__lte=obj.created_at)
+                     .order_by("-started_at").first())
+        else:
+            return self.origin(obj)
+        if owner is None:
+            return "-"
+        meta = owner._meta
+        url = reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[owner.pk])
+        return format_html('<a href="{}">{} {}</a>', url, meta.verbose_name, owner)
 
     @admin.display(description="Request size")
     def request_size_text(self, obj):

@@ -89,11 +89,31 @@ class TestCallLog:
         call = calls["success"]
         FunctionCall.objects.filter(pk=call.pk).update(dialect=FunctionCall.DIALECT_SYNC, mode=FunctionCall.MODE_BACKGROUND)
         SyncRun.objects.create(connection=call.connection, model="contacts", started_at=call.created_at - timedelta(seconds=1))
-        html = admin_client.get(admin_url(FunctionCall, "change", call.pk)).content.decode()
+        html = admin_client.get(admin_url(FunctionCall, "changelist")).content.decode()
         link = reverse("admin:syncing_syncrun_changelist") + f"?connection__id__exact={call.connection_id}"
         assert link in html
         listed = admin_client.get(link + "&" + html.split(link + "&amp;", 1)[1].split('"', 1)[0].replace("&amp;", "&"))
         assert listed.status_code == 200 and "contacts" in listed.content.decode()
+
+    def test_a_calls_page_links_to_the_very_run_it_was_made_for(self, admin_client, calls):
+        call = calls["success"]
+        FunctionCall.objects.filter(pk=call.pk).update(dialect=FunctionCall.DIALECT_SYNC, mode=FunctionCall.MODE_BACKGROUND)
+        earlier = SyncRun.objects.create(connection=call.connection, model="contacts", finished_at=call.created_at - timedelta(seconds=5),
+                                         started_at=call.created_at - timedelta(seconds=9))
+        run = SyncRun.objects.create(connection=call.connection, model="contacts", started_at=call.created_at - timedelta(seconds=1))
+        html = admin_client.get(admin_url(FunctionCall, "change", call.pk)).content.decode()
+        assert admin_url(SyncRun, "change", run.pk) in html
+        assert admin_url(SyncRun, "change", earlier.pk) not in html
+
+    def test_a_calls_page_links_to_its_async_request(self, admin_client, calls):
+        call = calls["success"]
+        FunctionCall.objects.filter(pk=call.pk).update(mode=FunctionCall.MODE_ASYNC)
+        request = AsyncPassthroughRequest.objects.create(
+            organization=call.organization, connection=call.connection, dialect="native", request={"method": "GET"},
+            deadline_at=timezone.now())
+        AsyncPassthroughRequest.objects.filter(pk=request.pk).update(created_at=call.created_at - timedelta(seconds=2))
+        html = admin_client.get(admin_url(FunctionCall, "change", call.pk)).content.decode()
+        assert admin_url(AsyncPassthroughRequest, "change", request.pk) in html
 
 
 EVIDENCE = [FunctionCall, AsyncPassthroughRequest, SyncRun, Record, WebhookDelivery]
