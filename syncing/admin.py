@@ -5,7 +5,6 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from integration_platform.errors import PlatformError
-from integration_platform.metrics import outcome_of
 from passthrough.admin import EvidenceAdmin, changelist_url, seconds
 from passthrough.models import FunctionCall
 from syncing import services
@@ -81,16 +80,13 @@ def run_calls(run: SyncRun):
 
 
 def run_reason(run: SyncRun) -> str:
-    """Why a run is where it is: its error, what a partial run skipped, or what a running one is retrying."""
+    """Why a run is where it is: its error (while it waits to retry: "retrying: ..., next attempt at ...", written by
+    the engine), or what a partial run skipped."""
     if run.error:
         return run.error
     if run.status == SyncRun.PARTIALLY_SYNCED:
         return (f"skipped {run.skipped} record(s) without a usable id or not storable, "
                 f"and {run.skipped_pages} unreadable page(s)")
-    if run.status == SyncRun.SYNCING:
-        last = run_calls(run).order_by("-created_at").first()
-        if last is not None and outcome_of(last.response_status) != "success":
-            return f"retrying: {last.error or f'HTTP {last.response_status}'} (last attempt at {seconds(last.created_at)})"
     return ""
 
 

@@ -185,8 +185,17 @@ def _fetch(run, target: client.Target, calls: CallLog):
             tries = f" after {attempt + 1} attempts" if attempt else ""
             raise SyncFailed(f"GET {call.url}: {problem}{tries}.")  # the URL as logged: redacted
         log.info("Sync of %s: page request answered %s; retry %d in %.1f s.", run.model, problem, attempt + 1, wait)
+        retrying(run, calls, problem, wait)
         sleep(wait)
         attempt += 1
+
+
+def retrying(run, calls, problem: str, wait: float) -> None:
+    """While a run waits to retry, operators see why and until when (the run's error, cleared if it then succeeds),
+    and the failed attempts in the call log."""
+    calls.write()
+    next_at = (timezone.now() + timedelta(seconds=wait)).isoformat(timespec="seconds")
+    SyncRun.objects.filter(pk=run.pk).update(error=f"retrying: {problem}, next attempt at {next_at}")
 
 
 def _retry_wait(exchange, attempt: int) -> float | None:
