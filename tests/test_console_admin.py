@@ -1,6 +1,7 @@
 """The operator console in the admin: a call log built for triage, evidence that cannot be edited, actions that need
 their permission, edits that cannot go wrong, and a reason beside every failure."""
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -8,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 
 from connections.catalog import validate_entry
 from connections.models import ApiKey, Connection, Integration, Organization, WebhookAttempt, WebhookDelivery
@@ -208,16 +210,12 @@ class TestUnsafeEditsAreRefused:
         '{"contacts": {}}',
     ])
     def test_bad_sync_models_are_refused_with_load_catalogs_messages(self, admin_client, sync_models):
-        import json
-
         response = admin_client.post(admin_url(Integration, "add"), integration_form(sync_models=sync_models))
         assert response.status_code == 200
         html = response.content.decode()
-        expected = [e for e in validate_entry({"slug": "globex", "name": "Globex", "base_url": "https://api.globex.test",
-                                               "auth": {"scheme": "bearer"}, "sync_models": json.loads(sync_models)})]
+        expected = validate_entry({"slug": "globex", "name": "Globex", "base_url": "https://api.globex.test",
+                                   "auth": {"scheme": "bearer"}, "sync_models": json.loads(sync_models)})
         assert expected and all(e.startswith("sync_models") for e in expected)
-        from django.utils.html import escape
-
         assert all(escape(e) in html for e in expected)
         assert not Integration.objects.filter(slug="globex").exists()
 
