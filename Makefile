@@ -14,12 +14,14 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
+PORT ?= 8000
+
 run: install
 	$(PY) manage.py migrate --noinput --verbosity 0
 	$(PY) manage.py load_catalog catalog/demo.json
-	$(PY) manage.py setup_demo
+	$(PY) manage.py setup_demo --base-url http://127.0.0.1:$(PORT)
 	$(PY) manage.py import_openapi --integration echo catalog/echo-openapi.yaml --prune
-	$(PY) manage.py serve --bind 127.0.0.1:8000
+	$(PY) manage.py serve --bind 127.0.0.1:$(PORT)
 
 test: test-sqlite test-postgres
 

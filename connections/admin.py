@@ -1,14 +1,20 @@
 import json
+import re
 
 from django import forms
-from django.contrib import admin, messages
+from django.conf import settings
+from django.contrib import admin
+from django.db import models
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 from django.utils.html import format_html_join
 
 from connections import ratelimit
-from connections.catalog import validate_auth, validate_base_url, validate_hosts, validate_rate_limits, validate_string_list
+from connections.addresses import user_url_refusals
+from connections.catalog import validate_entry
 from connections.models import ApiKey, Connection, Function, Integration, Organization, WebhookAttempt, WebhookDelivery
 from connections.webhooks import webhook_replay
 from connections.services import AUTH_CONFIG_SECRET_KEYS
@@ -26,6 +32,15 @@ class OrganizationForm(forms.ModelForm):
         model = Organization
         fields = ["name", "webhook_url"]
 
+    def clean_webhook_url(self):
+        """The guard that delivers webhooks, applied when the URL is set (not six failed attempts later)."""
+        url = self.cleaned_data["webhook_url"]
+        refusals = url and user_url_refusals(url, allow_private=settings.WEBHOOK_ALLOW_PRIVATE_URLS)
+        if refusals:
+            raise forms.ValidationError([f"{refusal} (WEBHOOK_ALLOW_PRIVATE_URLS lets webhooks reach private "
+                                         "networks; link-local addresses never.)" for refusal in refusals])
+        return url
+
     def save(self, commit=True):
         if self.cleaned_data.get("new_webhook_secret"):
             self.instance.set_webhook_secret(self.cleaned_data["new_webhook_secret"])
@@ -37,6 +52,31 @@ class OrganizationAdmin(admin.ModelAdmin):
     form = OrganizationForm
     list_display = ["name", "webhook_url", "created_at"]
     search_fields = ["name"]
+
+
+class ShowsSecretOnce:
+    """A secret made on add (API key, account token) is shown once on the page that answers the add, never put in
+    a message: the cookie message storage signs messages but does not encrypt them."""
+
+    secret_label = ""
+
+    def show_secret_once(self, request, secret):
+        request.secret_shown_once = secret
+
+    def response_add(self, request, obj, post_url_continue=None):
+        secret = getattr(request, "secret_shown_once", None)
+        if secret is None:
+            return super().response_add(request, obj, post_url_continue)
+        opts = self.model._meta
+        context = {
+            **self.admin_site.each_context(request), "opts": opts, "title": f"{opts.verbose_name.capitalize()} added",
+            "intro": f"The {opts.verbose_name} {obj} was added successfully.", "label": self.secret_label,
+            "secret": secret, "object": obj,
+            "change_url": reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk]),
+        }
+        response = TemplateResponse(request, "admin/secret_shown_once.html", context)
+        add_never_cache_headers(response)
+        return response
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -59,35 +99,57 @@ class WebhookAttemptInline(ReadOnlyInline):
 
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "organization", "event", "status", "attempts", "delivered_at"]
+    list_display = ["created_at", "organization", "event", "status", "attempts", "last_error", "next_attempt_at",
+                    "delivered_at"]
     list_filter = ["status", "event", "organization"]
-    readonly_fields = ["organization", "event", "url", "status", "attempts", "next_attempt_at", "created_at",
-                       "delivered_at", "payload_json"]
+    readonly_fields = ["organization", "event", "url", "status", "attempts", "last_error", "next_attempt_at",
+                       "created_at", "delivered_at", "payload_json"]
     exclude = ["payload"]
     inlines = [WebhookAttemptInline]
     actions = ["replay"]
+
+    def get_queryset(self, request):
+        latest = WebhookAttempt.objects.filter(delivery=models.OuterRef("pk")).order_by("-number")
+        return super().get_queryset(request).annotate(
+            latest_error=models.Subquery(latest.values("error")[:1]))
+
+    @admin.display(description="Last error")
+    def last_error(self, obj):
+        return getattr(obj, "latest_error", None) or "-"
 
     @admin.display(description="Payload")
     def payload_json(self, obj):
         return format_html("<pre>{}</pre>", json.dumps(obj.payload, indent=2))
 
-    @admin.action(description="Replay selected deliveries")
+    @admin.action(description="Replay selected deliveries", permissions=["replay"])
     def replay(self, request, queryset):
         for delivery in queryset:
             webhook_replay(delivery)
         self.message_user(request, f"Queued {queryset.count()} delivery(ies) again.")
 
+    def has_replay_permission(self, request):
+        return request.user.has_perm("connections.change_webhookdelivery")
+
     def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(ShowsSecretOnce, admin.ModelAdmin):
     list_display = ["key_id", "organization", "name", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["organization", ("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["key_id", "name", "organization__name"]
     readonly_fields = ["key_id", "created_at", "last_used_at"]
     actions = ["revoke"]
+    secret_label = "API key"
+
+    def get_readonly_fields(self, request, obj=None):
+        # Moving a key to another organization would hand it that tenant's connections; a revoked key stays revoked
+        # (revoke with the action; make a new key rather than reviving one).
+        return self.readonly_fields if obj is None else ["organization", "revoked_at", *self.readonly_fields]
 
     def get_fields(self, request, obj=None):
         return ["organization", "name"] if obj is None else ["organization", "name", "key_id", "created_at", "last_used_at", "revoked_at"]
@@ -98,12 +160,61 @@ class ApiKeyAdmin(admin.ModelAdmin):
         api_key, full_key = ApiKey.generate(obj.organization, name=obj.name)
         # The admin's confirmation message and history entry name `obj`: make it the saved key.
         obj.pk, obj.key_id, obj.created_at = api_key.pk, api_key.key_id, api_key.created_at
-        messages.warning(request, f"New API key (shown once, copy it now): {full_key}")
+        self.show_secret_once(request, full_key)
 
-    @admin.action(description="Revoke selected keys")
+    @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke(self, request, queryset):
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         self.message_user(request, f"Revoked {count} key(s).")
+
+
+CATALOG_FIELDS = ["slug", "name", "description", "base_url", "rate_limits", "allowed_override_hosts", "categories",
+                  "docs_url", "logo_url", "enabled", "sync_models"]
+
+
+RATE_LIMIT_LINE = re.compile(r"(\d+)\s*(?:requests?\s+)?per\s+(\d+(?:\.\d+)?)\s*s(?:ec(?:onds?)?)?(?:\s+per\s+(integration|connection))?",
+                             re.IGNORECASE)
+
+
+class RateLimitsField(forms.Field):
+    """Rate-limit windows as lines ("100 per 10 s", "50 per 60 s per connection"); a JSON list is accepted too.
+    The catalog validator then judges the windows, as for `load_catalog`."""
+
+    widget = forms.Textarea(attrs={"rows": 3, "cols": 50})
+
+    def prepare_value(self, value):
+        if not isinstance(value, list):
+            return value  # the operator's text, re-shown after an error
+        return "\n".join(
+            f"{w['requests']} per {w['per_seconds']:g} s" + (f" per {w['per']}" if w.get("per") == "connection" else "")
+            if isinstance(w, dict) and {"requests", "per_seconds"} <= set(w) and isinstance(w["per_seconds"], (int, float))
+            else json.dumps(w) for w in value)
+
+    def to_python(self, value):
+        text = (value or "").strip()
+        if text.startswith(("[", "{")):
+            try:
+                return json.loads(text)
+            except ValueError:
+                raise forms.ValidationError("rate_limits: Not valid JSON.") from None
+        windows = []
+        for i, line in enumerate(line.strip() for line in text.splitlines() if line.strip()):
+            match = RATE_LIMIT_LINE.fullmatch(line)
+            if match is None:
+                raise forms.ValidationError(f'rate_limits[{i}]: Write "N per S s", optionally followed by "per connection".')
+            per_seconds = float(match[2])
+            windows.append({"requests": int(match[1]), "per_seconds": int(per_seconds) if per_seconds.is_integer() else per_seconds,
+                            **({"per": match[3].lower()} if match[3] else {})})
+        return windows
+
+
+class PrettyJSONField(forms.JSONField):
+    """A JSON box shown indented, so a list of objects reads as a form."""
+
+    def prepare_value(self, value):
+        if isinstance(value, forms.fields.InvalidJSONInput):
+            return value
+        return json.dumps(value, indent=2, ensure_ascii=False)
 
 
 class IntegrationForm(forms.ModelForm):
@@ -111,6 +222,14 @@ class IntegrationForm(forms.ModelForm):
         required=False, widget=forms.PasswordInput(render_value=False),
         help_text="OAuth2 only. Write-only: leave empty to keep the stored secret.",
     )
+    rate_limits = RateLimitsField(
+        required=False, help_text='One window per line: "100 per 10 s" (per integration) or "50 per 60 s per connection".')
+    sync_models = PrettyJSONField(
+        required=False, widget=forms.Textarea(attrs={"rows": 14, "cols": 80}),
+        help_text='A list of models, e.g. [{"name": "contacts", "path": "/contacts", "records_field": "results", '
+                  '"pagination": {"style": "cursor", "param": "cursor", "next_field": "next_cursor"}, '
+                  '"frequency_seconds": 3600}]. Checked like load_catalog; see the README (Syncing) for every field.')
+    auth_config = PrettyJSONField(required=False, widget=forms.Textarea(attrs={"rows": 5, "cols": 80}))
 
     class Meta:
         model = Integration
@@ -125,15 +244,23 @@ class IntegrationForm(forms.ModelForm):
         config = data.get("auth_config", {})
         if not isinstance(config, dict):
             raise forms.ValidationError("auth_config: Must be a JSON object.")
-        auth = {**config, "scheme": data.get("auth_scheme")}
         # A secret in auth_config would be stored in clear and shown on this page.
-        errors = [f"auth_config.{key}: Use the write-only OAuth client secret field." for key in AUTH_CONFIG_SECRET_KEYS if key in config]
-        errors += (validate_base_url(data.get("base_url", "")) + validate_auth(auth)
-                   + validate_rate_limits(data.get("rate_limits", [])) + validate_hosts(data.get("allowed_override_hosts", []))
-                   + validate_string_list("categories", data.get("categories", [])))
-        if errors:
-            raise forms.ValidationError(errors)
+        for key in AUTH_CONFIG_SECRET_KEYS:
+            if key in config:
+                self.add_error("auth_config", f"auth_config.{key}: Use the write-only OAuth client secret field.")
+        # `load_catalog`'s validator, on the entry this form describes: the same rules and the same messages.
+        entry = {name: data[name] for name in CATALOG_FIELDS if name in data}
+        for error in validate_entry({**entry, "auth": {**config, "scheme": data.get("auth_scheme")}}):
+            field = self.field_of(error)
+            if field not in self._errors:  # a field Django refused already is missing from `data`, not absent
+                self.add_error(field, error)
         return data
+
+    def field_of(self, error: str) -> str | None:
+        """The form field a `field[i].key: message` line of the validator is about (None: the whole form)."""
+        name = error.split(":", 1)[0].split(".", 1)[0].split("[", 1)[0]
+        name = "auth_config" if name == "auth" else name
+        return name if name in self.fields else None
 
     def save(self, commit=True):
         if self.cleaned_data.get("oauth_client_secret"):
@@ -209,7 +336,7 @@ class ConnectionForm(forms.ModelForm):
 
 
 @admin.register(Connection)
-class ConnectionAdmin(admin.ModelAdmin):
+class ConnectionAdmin(ShowsSecretOnce, admin.ModelAdmin):
     form = ConnectionForm
     list_display = ["id", "integration", "end_user_id", "organization", "status", "created_at", "last_used_at"]
     list_filter = ["status", "integration", "organization"]
@@ -217,12 +344,13 @@ class ConnectionAdmin(admin.ModelAdmin):
     readonly_fields = ["created_at", "updated_at", "last_used_at"]
     list_select_related = ["integration", "organization"]
     actions = ["sync_now", "full_resync"]
+    secret_label = "Account token for this connection"
 
-    @admin.action(description="Sync now (every enabled model)")
+    @admin.action(description="Sync now (every enabled model)", permissions=["change"])
     def sync_now(self, request, queryset):
         connections_sync(request, queryset, full=False, notify=self.message_user)
 
-    @admin.action(description="Full resync (fetch everything, detect deletions)")
+    @admin.action(description="Full resync (fetch everything, detect deletions)", permissions=["change"])
     def full_resync(self, request, queryset):
         connections_sync(request, queryset, full=True, notify=self.message_user)
 
@@ -231,4 +359,4 @@ class ConnectionAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         if token:
             connection_linked(obj)  # as connection_create: `connection.linked`, and the first syncs start
-            messages.warning(request, f"Account token for this connection (shown once, copy it now): {token}")
+            self.show_secret_once(request, token)

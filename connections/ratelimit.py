@@ -38,6 +38,7 @@ from django.db.models.functions import Greatest
 from connections import shared_store
 from connections.catalog import validate_rate_limits
 from connections.models import Integration, RateLimitScope, RateLimitSend
+from integration_platform import metrics
 from integration_platform.errors import RateLimited, SharedStoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -405,6 +406,7 @@ class Limiter:
             now = self.clock()
             wait, handle = self.backend.take(now, [integration_scope, connection_scope], checks, now + self.margin())
             if wait <= 0:
+                metrics.LIMITER_WAIT_SECONDS.labels(connection.integration.slug, priority).observe(now - started)
                 return Ticket(handle, now, now - started)
             if self.clock() - started + wait <= bound:
                 self.sleep(wait)
@@ -428,6 +430,7 @@ class Limiter:
             self.backend.settle(ticket.handle, min(self.clock(), ticket.taken_at + self.margin()))
 
     def _refusal(self, connection, priority, wait) -> RateLimited:
+        metrics.RATE_LIMITED.labels(connection.integration.slug, priority).inc()
         name = connection.integration.name
         if priority == BACKGROUND:
             return PermitDelayed(f"No rate-limit permit for {name} free yet; run again in {wait:.3f} s.", delay=wait)
@@ -447,6 +450,7 @@ class Limiter:
         pause = Integration.objects.filter(pk=connection.integration_id).values_list("pause", flat=True).first()
         scope = integration_scope if pause == Integration.PAUSE_INTEGRATION else connection_scope
         self.backend.pause(scope, until, now)
+        metrics.UPSTREAM_PAUSES.labels(connection.integration.slug).inc()
         log.info("Upstream asked to pause %s for %.3f s (HTTP %s).", scope.key, until - now, status)
         return until
 

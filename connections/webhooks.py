@@ -27,6 +27,7 @@ from connections import client
 from connections.addresses import check_address, ip_literal, normalize_host
 from connections.models import Connection, Organization, WebhookAttempt, WebhookDelivery, new_webhook_secret
 from connections.retry_policy import webhook_policy
+from integration_platform import metrics
 from integration_platform.errors import InvalidInput, PlatformError
 
 log = logging.getLogger(__name__)
@@ -182,6 +183,7 @@ def webhook_deliver(delivery_id) -> None:
                else "" if 200 <= status < 300 else f"Receiver answered HTTP {status}.")
     WebhookAttempt.objects.create(delivery=delivery, number=number, response_status=status, error=failure,
                                   duration_ms=int((time.monotonic() - started) * 1000))
+    metrics.WEBHOOK_DELIVERIES.labels(metrics.outcome_of(status)).inc()
     now = timezone.now()
     if not failure:
         WebhookDelivery.objects.filter(pk=delivery.pk).update(status=WebhookDelivery.DELIVERED, attempts=number,

@@ -11,6 +11,7 @@ PERIODIC_JOBS = [
     ("passthrough.tasks.sweep_async_passthrough", 30),
     ("connections.tasks.sweep_webhooks", 60),
     ("syncing.tasks.schedule_syncs", 60),
+    ("console.tasks.roll_up_calls", 60),
 ]
 
 

@@ -6,6 +6,7 @@ PLATFORM_ENV=production and must then provide SECRET_KEY and PLATFORM_ENCRYPTION
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -48,6 +49,7 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
+    "console",  # first: its admin/index.html (the dashboard link) overrides the admin's
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -58,6 +60,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_dramatiq",
+    "axes",
     "connections",
     "passthrough",
     "syncing",
@@ -75,6 +78,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks
 ]
 
 # Vendor SDKs follow redirects and turn a redirected POST into a GET: never redirect to add a slash.
@@ -266,3 +270,32 @@ SYNC_REQUEUE_AFTER_SECONDS = env.int("SYNC_REQUEUE_AFTER_SECONDS", default=600)
 # After a failed run, the next scheduled one comes after this (or the model's frequency, if shorter).
 SYNC_RETRY_FAILED_AFTER_SECONDS = env.int("SYNC_RETRY_FAILED_AFTER_SECONDS", default=900)
 SYNC_RUN_TIME_LIMIT_SECONDS = env.int("SYNC_RUN_TIME_LIMIT_SECONDS", default=24 * 3600)
+
+# Prometheus metrics at /metrics (console app). Off unless enabled; with a token, a scrape must send
+# `Authorization: Bearer <METRICS_TOKEN>`. Several processes: set PROMETHEUS_MULTIPROC_DIR (see integration_platform/metrics.py).
+METRICS_ENABLED = env.bool("METRICS_ENABLED", default=False)
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+
+# Admin login throttling (django-axes): this many failed logins lock that username from that IP address for
+# ADMIN_LOCKOUT_MINUTES. Behind a reverse proxy, set AXES_IPWARE_META_PRECEDENCE_ORDER (django-axes docs) so the
+# client's address, not the proxy's, is counted.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("ADMIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
+
+# HTTPS in production (`manage.py check --deploy` passes with only the required variables set). Behind a proxy that
+# terminates TLS and sends X-Forwarded-Proto, set SECURE_PROXY_SSL_HEADER_ENABLED=true; if the proxy redirects to
+# HTTPS itself, SECURE_SSL_REDIRECT=false turns our redirect off.
+PRODUCTION = PLATFORM_ENV == "production"
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=PRODUCTION)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = PRODUCTION
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=PRODUCTION)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=PRODUCTION)
+if env.bool("SECURE_PROXY_SSL_HEADER_ENABLED", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Turning the redirect off is the operator's documented choice (their proxy redirects), not an oversight to warn about.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_SSL_REDIRECT else ["security.W008"]

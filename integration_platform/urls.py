@@ -3,6 +3,8 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
+from console.views import dashboard_view, metrics_view
+from django_dramatiq.models import Task
 from integration_platform.echo import echo
 from connections.api.views import ConnectionViewSet, FunctionViewSet, IntegrationViewSet, WebhookSecretView, WebhookSettingsView
 from passthrough.api.passthrough_views import (
@@ -17,6 +19,8 @@ from passthrough.api.views import FunctionCallViewSet
 admin.site.site_header = "Integration Platform"
 admin.site.site_title = "Integration Platform"
 admin.site.index_title = "Operations"
+admin.site.site_url = "/api/docs/"  # "View site": the API docs (the site root is an API, not a page)
+admin.site.unregister(Task)  # django_dramatiq's task table stays empty here: our rows are the jobs' state
 
 router = SimpleRouter()
 # SimpleRouter's constructor only knows "/" or ""; the optional slash must be set on the instance.
@@ -27,7 +31,9 @@ router.register("connections", ConnectionViewSet, basename="connection")
 router.register("function-calls", FunctionCallViewSet, basename="function-call")
 
 urlpatterns = [
+    path("admin/dashboard/", admin.site.admin_view(dashboard_view), name="console-dashboard"),
     path("admin/", admin.site.urls),
+    path("metrics", metrics_view, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     re_path(r"^api/v1/passthrough/?$", PassthroughView.as_view(), name="passthrough"),

@@ -29,6 +29,7 @@ from connections.client import clean_request_headers, ensure_usable
 from connections.models import Connection
 from connections.ratelimit import PermitDelayed
 from connections.retry_policy import async_passthrough_policy
+from integration_platform import metrics
 from integration_platform.errors import (NotFound, PlatformError, RateLimited, SharedStoreUnavailable, UpstreamTimeout,
                                          UpstreamUnreachable)
 from passthrough import services
@@ -171,6 +172,7 @@ def _finish(request, *, result=None, error=""):
         status=AsyncPassthroughRequest.FAILED if error else AsyncPassthroughRequest.DONE,
         result=result, error=error, finished_at=timezone.now(), request_ciphertext="")
     if finished:
+        metrics.ASYNC_JOBS.labels(AsyncPassthroughRequest.FAILED if error else AsyncPassthroughRequest.DONE).inc()
         _notify(request.pk)
 
 

@@ -12,7 +12,7 @@ class FunctionCall(models.Model):
     DIALECT_INTEGRY = "integry"
     DIALECT_MERGE = "merge"
     DIALECT_UNIFIED = "unified"
-    DIALECT_SYNC = "sync"
+    DIALECT_SYNC = "syncing"  # syncing traffic; "sync" would read as the synchronous passthrough mode
     DIALECT_MCP = "mcp"
     DIALECTS = [(d, d) for d in (DIALECT_NATIVE, DIALECT_INTEGRY, DIALECT_MERGE, DIALECT_UNIFIED, DIALECT_SYNC, DIALECT_MCP)]
     MODE_SYNC = "sync"

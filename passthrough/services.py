@@ -16,6 +16,7 @@ from django.utils import timezone
 from connections import client
 from connections.models import Connection, Function
 from connections.retry_policy import sync_passthrough_policy
+from integration_platform import metrics
 from integration_platform.errors import InvalidInput, RateLimited, UpstreamTimeout, UpstreamUnreachable
 from passthrough import retries as retrying
 from passthrough.formats import function_output, headers_dict
@@ -115,6 +116,7 @@ def function_call_row(exchange: client.Exchange, *, connection: Connection, dial
                       extra_secrets=(), store_bodies: bool = True, function_id: int | None = None) -> FunctionCall:
     """The unsaved log row of an executed call, redacted and size-capped (syncing writes its rows in bulk)."""
     response = exchange.response
+    metrics.call_logged(connection.integration.slug, dialect, mode, response.status if response else None, exchange.duration_ms)
     # Besides the injected credentials: whatever the caller or the upstream put in secret headers or parameters
     # (Cookie, Set-Cookie, a caller's own Authorization...), so that an echo of it in a body is redacted as well.
     harvested = harvested_secrets(exchange.url, [exchange.request_headers.items(), response.headers if response else []])

@@ -5,6 +5,8 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from integration_platform.errors import PlatformError
+from passthrough.admin import EvidenceAdmin, changelist_url, seconds
+from passthrough.models import FunctionCall
 from syncing import services
 from syncing.models import Record, SyncRun, SyncState
 
@@ -26,7 +28,7 @@ def connections_sync(request, connections, *, full: bool, notify) -> None:
 
 @admin.register(SyncState)
 class SyncStateAdmin(admin.ModelAdmin):
-    list_display = ["connection", "model", "enabled", "next_sync_at", "requested_at", "heartbeat_at",
+    list_display = ["connection", "model", "enabled", "latest_run", "next_sync_at", "requested_at", "heartbeat_at",
                     "last_success_started_at", "records_link"]
     list_filter = ["enabled", "model", "connection__integration"]
     list_editable = ["enabled"]
@@ -35,16 +37,24 @@ class SyncStateAdmin(admin.ModelAdmin):
                        "heartbeat_at", "last_success_started_at"]
     actions = ["sync_now", "full_resync"]
 
+    @admin.display(description="Latest run")
+    def latest_run(self, obj):
+        run = SyncRun.objects.filter(connection_id=obj.connection_id, model=obj.model).first()
+        if run is None:
+            return "manual — never run" if obj.next_sync_at is None else f"never run, first at {seconds(obj.next_sync_at)}"
+        url = reverse("admin:syncing_syncrun_change", args=[run.pk])
+        return format_html('<a href="{}">{}</a> {}', url, run.status, run_reason(run))
+
     @admin.display(description="Records")
     def records_link(self, obj):
         url = reverse("admin:syncing_record_changelist") + f"?connection__id__exact={obj.connection_id}&model__exact={obj.model}"
         return format_html('<a href="{}">browse</a>', url)
 
-    @admin.action(description="Sync now")
+    @admin.action(description="Sync now", permissions=["change"])
     def sync_now(self, request, queryset):
         self._ask(request, queryset, full=False)
 
-    @admin.action(description="Full resync (fetch everything, detect deletions)")
+    @admin.action(description="Full resync (fetch everything, detect deletions)", permissions=["change"])
     def full_resync(self, request, queryset):
         self._ask(request, queryset, full=True)
 
@@ -62,11 +72,31 @@ class SyncStateAdmin(admin.ModelAdmin):
         return False
 
 
+def run_calls(run: SyncRun):
+    """The logged upstream requests of one run: its connection's syncing calls while it ran."""
+    calls = FunctionCall.objects.filter(connection_id=run.connection_id, dialect=FunctionCall.DIALECT_SYNC,
+                                        created_at__gte=run.started_at)
+    return calls.filter(created_at__lte=run.finished_at) if run.finished_at else calls
+
+
+def run_reason(run: SyncRun) -> str:
+    """Why a run is where it is: its error (while it waits to retry: "retrying: ..., next attempt at ...", written by
+    the engine), or what a partial run skipped."""
+    if run.error:
+        return run.error
+    if run.status == SyncRun.PARTIALLY_SYNCED:
+        return (f"skipped {run.skipped} record(s) without a usable id or not storable, "
+                f"and {run.skipped_pages} unreadable page(s)")
+    return ""
+
+
 @admin.register(SyncRun)
-class SyncRunAdmin(admin.ModelAdmin):
+class SyncRunAdmin(EvidenceAdmin):
     list_display = ["started_at", "connection", "model", "status", "full", "trigger", "duration", "pages", "requests",
-                    "added", "updated", "unchanged", "deleted", "skipped", "short_error"]
-    list_filter = ["status", "full", "trigger", "model", "connection__integration"]
+                    "added", "updated", "unchanged", "deleted", "skipped", "reason"]
+    readonly_fields = ["reason", "requests_link"]
+    list_filter = ["status", "full", "trigger", "model", "connection__integration",
+                   ("connection", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["model", "error", "connection__end_user_id"]
     list_select_related = ["connection__integration"]
     date_hierarchy = "started_at"
@@ -75,19 +105,19 @@ class SyncRunAdmin(admin.ModelAdmin):
     def duration(self, obj):
         return obj.duration_s
 
-    @admin.display(description="Error")
-    def short_error(self, obj):
-        return obj.error[:120]
+    @admin.display(description="Error or reason")
+    def reason(self, obj):
+        return run_reason(obj)[:200]
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
+    @admin.display(description="Requests in the call log")
+    def requests_link(self, obj):
+        url = changelist_url(FunctionCall, connection__id__exact=obj.connection_id,
+                             dialect__exact=FunctionCall.DIALECT_SYNC, created_at__gte=obj.started_at.isoformat())
+        return format_html('<a href="{}">{} logged request(s)</a>', url, run_calls(obj).count())
 
 
 @admin.register(Record)
-class RecordAdmin(admin.ModelAdmin):
+class RecordAdmin(EvidenceAdmin):
     """The records browser: filter by connection and model."""
 
     list_display = ["remote_id", "model", "connection", "remote_updated_at", "modified_at", "remote_was_deleted"]
@@ -102,9 +132,3 @@ class RecordAdmin(admin.ModelAdmin):
     @admin.display(description="Data")
     def data_json(self, obj):
         return format_html("<pre>{}</pre>", json.dumps(obj.data, indent=2, ensure_ascii=False))
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False

@@ -22,6 +22,7 @@ from django.utils.dateparse import parse_datetime
 from connections import client
 from connections.models import Connection
 from connections.retry_policy import sync_page_policy
+from integration_platform import metrics
 from integration_platform.errors import ConnectionUnusable, PlatformError, RateLimited
 from passthrough.models import FunctionCall
 from passthrough.services import function_call_row, passthrough_function_ids
@@ -78,6 +79,7 @@ def run_sync(state: SyncState, claim_id, spec: SyncModelSpec, *, full: bool, tri
         log.exception("Sync run %s of connection %s (%s) crashed.", run.pk, connection.pk, spec.name)
         run.status, run.error = SyncRun.FAILED, f"Internal error ({type(exc).__name__}); see the server log."
     calls.write()
+    metrics.sync_run_finished(run)
     run.finished_at = timezone.now()
     # An UPDATE, not save(): if the connection was deleted meanwhile, there is nothing left to record.
     SyncRun.objects.filter(pk=run.pk).update(**{field: getattr(run, field) for field in FINAL_FIELDS})
@@ -183,8 +185,17 @@ def _fetch(run, target: client.Target, calls: CallLog):
             tries = f" after {attempt + 1} attempts" if attempt else ""
             raise SyncFailed(f"GET {call.url}: {problem}{tries}.")  # the URL as logged: redacted
         log.info("Sync of %s: page request answered %s; retry %d in %.1f s.", run.model, problem, attempt + 1, wait)
+        retrying(run, calls, problem, wait)
         sleep(wait)
         attempt += 1
+
+
+def retrying(run, calls, problem: str, wait: float) -> None:
+    """While a run waits to retry, operators see why and until when (the run's error, cleared if it then succeeds),
+    and the failed attempts in the call log."""
+    calls.write()
+    next_at = (timezone.now() + timedelta(seconds=wait)).isoformat(timespec="seconds")
+    SyncRun.objects.filter(pk=run.pk).update(error=f"retrying: {problem}, next attempt at {next_at}")
 
 
 def _read(response, spec):

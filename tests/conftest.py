@@ -23,6 +23,15 @@ class Tenant:
 
 
 @pytest.fixture
+def admin_client(db, client):
+    """Django's test client, logged in as a superuser (no password: hashing one is slow)."""
+    from django.contrib.auth import get_user_model
+
+    client.force_login(get_user_model().objects.create_superuser("admin", "admin@example.test", password=None))
+    return client
+
+
+@pytest.fixture
 def alice(db):
     return Tenant("alice")
 

@@ -387,7 +387,7 @@ def test_sync_traffic_is_logged_one_row_per_upstream_request_without_bodies(alic
     calls = FunctionCall.objects.filter(connection=connection)
     assert calls.count() == run.requests == 3
     call = calls.order_by("id").first()
-    assert (call.dialect, call.mode, call.method, call.response_status) == ("sync", "background", "GET", 200)
+    assert (call.dialect, call.mode, call.method, call.response_status) == ("syncing", "background", "GET", 200)
     assert call.url.startswith(f"{sync_upstream.url}/cursor/contacts?limit=3")
     assert call.response_size > 0 and call.response_body == ""
     assert call.request_headers["Authorization"] == "<redacted>"
