@@ -7,7 +7,6 @@ address checked is the address connected to.
 import ipaddress
 import re
 import socket
-from urllib.parse import urlsplit
 
 from integration_platform.errors import InvalidInput
 
@@ -83,21 +82,3 @@ def resolve_checked(host: str, port: int, allow_private: bool) -> list[str]:
         check_address(ip, allow_private)
         addresses.append(str(ip))
     return addresses
-
-
-def user_url_refusals(url: str, allow_private: bool) -> list[str]:
-    """Why this guard would refuse to send to a tenant-chosen URL (empty: it would not), for checking the URL when it
-    is saved. Delivery checks again on every send (the name may resolve elsewhere by then)."""
-    parts = urlsplit(url)
-    try:
-        host = normalize_host(parts.hostname or "")
-        ip = ip_literal(host)
-        if ip is not None:
-            check_address(ip, allow_private)
-        else:
-            resolve_checked(host, parts.port or (443 if parts.scheme == "https" else 80), allow_private)
-    except InvalidInput as exc:
-        return exc.details or [exc.message]
-    except (OSError, ValueError):
-        return []  # not resolvable now: delivery reports it, with its attempts
-    return []

@@ -2,7 +2,6 @@ import json
 import re
 
 from django import forms
-from django.conf import settings
 from django.contrib import admin
 from django.db import models
 from django.template.response import TemplateResponse
@@ -13,21 +12,15 @@ from django.utils.html import format_html
 from django.utils.html import format_html_join
 
 from connections import ratelimit
-from connections.addresses import user_url_refusals
 from connections.catalog import validate_entry
 from connections.models import ApiKey, Connection, Function, Integration, Organization, WebhookAttempt, WebhookDelivery
-from connections.webhooks import webhook_replay
+from connections.webhooks import webhook_replay, webhook_secret_rotate, webhook_url_problems
 from connections.services import AUTH_CONFIG_SECRET_KEYS
 from syncing.admin import connections_sync
 from syncing.services import connection_linked
 
 
 class OrganizationForm(forms.ModelForm):
-    new_webhook_secret = forms.CharField(
-        required=False, widget=forms.PasswordInput(render_value=False),
-        help_text="Write-only. Webhooks are signed with it (HMAC-SHA256). Leave empty to keep the stored secret.",
-    )
-
     class Meta:
         model = Organization
         fields = ["name", "webhook_url"]
@@ -35,23 +28,10 @@ class OrganizationForm(forms.ModelForm):
     def clean_webhook_url(self):
         """The guard that delivers webhooks, applied when the URL is set (not six failed attempts later)."""
         url = self.cleaned_data["webhook_url"]
-        refusals = url and user_url_refusals(url, allow_private=settings.WEBHOOK_ALLOW_PRIVATE_URLS)
-        if refusals:
-            raise forms.ValidationError([f"{refusal} (WEBHOOK_ALLOW_PRIVATE_URLS lets webhooks reach private "
-                                         "networks; link-local addresses never.)" for refusal in refusals])
+        problems = webhook_url_problems(url) if url else []
+        if problems:
+            raise forms.ValidationError([problem.removeprefix("url: ") for problem in problems])
         return url
-
-    def save(self, commit=True):
-        if self.cleaned_data.get("new_webhook_secret"):
-            self.instance.set_webhook_secret(self.cleaned_data["new_webhook_secret"])
-        return super().save(commit)
-
-
-@admin.register(Organization)
-class OrganizationAdmin(admin.ModelAdmin):
-    form = OrganizationForm
-    list_display = ["name", "webhook_url", "created_at"]
-    search_fields = ["name"]
 
 
 class ShowsSecretOnce:
@@ -67,16 +47,37 @@ class ShowsSecretOnce:
         secret = getattr(request, "secret_shown_once", None)
         if secret is None:
             return super().response_add(request, obj, post_url_continue)
+        return self.secret_page(request, obj, secret, title="added", intro="was added successfully.")
+
+    def secret_page(self, request, obj, secret, *, title: str, intro: str):
         opts = self.model._meta
         context = {
-            **self.admin_site.each_context(request), "opts": opts, "title": f"{opts.verbose_name.capitalize()} added",
-            "intro": f"The {opts.verbose_name} {obj} was added successfully.", "label": self.secret_label,
+            **self.admin_site.each_context(request), "opts": opts, "title": f"{opts.verbose_name.capitalize()} {title}",
+            "intro": f"The {opts.verbose_name} {obj} {intro}", "label": self.secret_label,
             "secret": secret, "object": obj,
             "change_url": reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk]),
         }
         response = TemplateResponse(request, "admin/secret_shown_once.html", context)
         add_never_cache_headers(response)
         return response
+
+
+@admin.register(Organization)
+class OrganizationAdmin(ShowsSecretOnce, admin.ModelAdmin):
+    form = OrganizationForm
+    list_display = ["name", "webhook_url", "created_at"]
+    search_fields = ["name"]
+    actions = ["rotate_webhook_secret"]
+    secret_label = "Webhook signing secret"
+
+    @admin.action(description="Rotate the webhook secret (the old one keeps signing for 24 h)", permissions=["change"])
+    def rotate_webhook_secret(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select one organization: its new secret is shown once.", level="warning")
+            return None
+        organization = queryset.get()
+        return self.secret_page(request, organization, webhook_secret_rotate(organization), title="webhook secret rotated",
+                                intro="signs webhooks with this new secret; the previous one keeps signing beside it for 24 h.")
 
 
 class ReadOnlyInline(admin.TabularInline):

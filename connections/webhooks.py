@@ -77,7 +77,7 @@ def webhook_settings(organization: Organization) -> dict:
 
 def webhook_settings_update(organization: Organization, *, url: str | None, events: list[str]) -> dict:
     """Set the organization's webhook URL (None: no webhook) and the events it receives (empty: all)."""
-    problems = (_url_problems(url) if url else []) + [
+    problems = (webhook_url_problems(url) if url else []) + [
         f"events: Unknown event {event!r}; known events: {', '.join(EVENTS)}." for event in events if event not in EVENTS]
     if problems:
         raise InvalidInput("Invalid input.", problems)
@@ -87,7 +87,7 @@ def webhook_settings_update(organization: Organization, *, url: str | None, even
     return webhook_settings(organization)
 
 
-def _url_problems(url: str) -> list[str]:
+def webhook_url_problems(url: str) -> list[str]:
     """A webhook URL must be https (http only to a private or loopback host when WEBHOOK_ALLOW_PRIVATE_URLS is on)
     and must not name an address the SSRF guard refuses (it checks the resolved address again at every delivery)."""
     if any(ord(character) <= 0x20 or ord(character) == 0x7F for character in url):
@@ -101,7 +101,8 @@ def _url_problems(url: str) -> list[str]:
         if ip is not None:
             check_address(ip, settings.WEBHOOK_ALLOW_PRIVATE_URLS)
     except InvalidInput as exc:
-        return [f"url: {'; '.join(exc.details) or exc.message}"]
+        return [f"url: {'; '.join(exc.details) or exc.message} (WEBHOOK_ALLOW_PRIVATE_URLS lets webhooks reach "
+                "private networks; link-local addresses never)."]
     except ValueError:
         return ["url: Not a valid URL."]
     private = host == "localhost" or host.endswith(".localhost") or (ip is not None and not ip.is_global)

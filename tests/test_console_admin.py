@@ -177,6 +177,22 @@ class TestActionsNeedTheirPermission:
         self.run_action(viewer_client, Connection, action, connection.pk)
         assert asked == []
 
+    def test_view_only_user_cannot_rotate_the_webhook_secret(self, viewer_client, alice):
+        before = alice.organization.webhook_secret_ciphertext
+        self.run_action(viewer_client, Organization, "rotate_webhook_secret", alice.organization.pk)
+        alice.organization.refresh_from_db()
+        assert alice.organization.webhook_secret_ciphertext == before
+
+    def test_rotating_the_webhook_secret_shows_it_once_and_keeps_the_old_one_for_a_day(self, admin_client, alice):
+        old = alice.organization.webhook_secret()
+        response = self.run_action(admin_client, Organization, "rotate_webhook_secret", alice.organization.pk)
+        alice.organization.refresh_from_db()
+        new = alice.organization.webhook_secret()
+        assert new != old and new.startswith("whsec_")
+        assert new in response.content.decode()
+        assert response["Cache-Control"].startswith("max-age=0") or "no-store" in response["Cache-Control"]
+        assert alice.organization.webhook_previous_secret_expires_at - timezone.now() > timedelta(hours=23)
+
     def test_a_user_with_the_change_permission_can_revoke(self, client, alice):
         user = get_user_model().objects.create_user("keeper", password=None, is_staff=True)
         user.user_permissions.set(Permission.objects.filter(codename__in=["view_apikey", "change_apikey"]))
@@ -232,8 +248,7 @@ class TestUnsafeEditsAreRefused:
     @pytest.mark.parametrize("url", ["http://127.0.0.1:9/hooks", "http://[::1]/hooks", "http://localhost/hooks",
                                      "http://169.254.169.254/latest"])
     def test_webhook_url_the_sender_would_refuse_is_refused(self, admin_client, network_guard, url):
-        response = admin_client.post(admin_url(Organization, "add"), {"name": "globex", "webhook_url": url,
-                                                                      "new_webhook_secret": ""})
+        response = admin_client.post(admin_url(Organization, "add"), {"name": "globex", "webhook_url": url})
         assert response.status_code == 200
         html = response.content.decode()
         assert "WEBHOOK_ALLOW_PRIVATE_URLS" in html
@@ -241,8 +256,7 @@ class TestUnsafeEditsAreRefused:
 
     def test_private_webhook_url_is_accepted_when_the_operator_allows_it(self, admin_client, settings):
         settings.WEBHOOK_ALLOW_PRIVATE_URLS = True
-        response = admin_client.post(admin_url(Organization, "add"), {"name": "globex", "webhook_url": "http://127.0.0.1:9/h",
-                                                                      "new_webhook_secret": ""})
+        response = admin_client.post(admin_url(Organization, "add"), {"name": "globex", "webhook_url": "http://127.0.0.1:9/h"})
         assert response.status_code == 302
         assert Organization.objects.get(name="globex").webhook_url == "http://127.0.0.1:9/h"
 
