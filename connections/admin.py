@@ -6,13 +6,12 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.html import format_html_join
 
-from connections import ratelimit
+from connections import lifecycle, ratelimit
 from connections.catalog import validate_auth, validate_base_url, validate_hosts, validate_rate_limits, validate_string_list
 from connections.models import ApiKey, Connection, Function, Integration, Organization, WebhookAttempt, WebhookDelivery
 from connections.webhooks import webhook_replay
 from connections.services import AUTH_CONFIG_SECRET_KEYS
 from syncing.admin import connections_sync
-from syncing.services import connection_linked
 
 
 class OrganizationForm(forms.ModelForm):
@@ -238,5 +237,5 @@ class ConnectionAdmin(admin.ModelAdmin):
         token = None if change else obj.issue_account_token()
         super().save_model(request, obj, form, change)
         if token:
-            connection_linked(obj)  # as connection_create: `connection.linked`, and the first syncs start
+            lifecycle.announce(lifecycle.LINKED, obj, account_token=token)  # as connection_create
             messages.warning(request, f"Account token for this connection (shown once, copy it now): {token}")

@@ -28,6 +28,10 @@ class AuthScheme:
     def inject(self, headers: dict, query: list, credentials: dict, config: dict) -> None:
         raise NotImplementedError
 
+    def fresh_credentials(self, connection) -> dict:
+        """The credentials to inject now (oauth2 refreshes them first when they are about to expire)."""
+        return connection.credentials
+
     def secret_values(self, credentials: dict) -> list[str]:
         return [v for k, v in credentials.items() if isinstance(v, str) and v and k in self.secret_fields]
 
@@ -85,7 +89,7 @@ class Basic(AuthScheme):
 
 
 class OAuth2(AuthScheme):
-    """Access token as a bearer header; the outbound client refreshes it first when it is (nearly) expired."""
+    """Access token as a bearer header. Authorize URL, code exchange and refresh live in `connections.oauth2`."""
 
     name = "oauth2"
     credential_fields = ("access_token",)
@@ -94,6 +98,11 @@ class OAuth2(AuthScheme):
 
     def inject(self, headers, query, credentials, config):
         _set_header(headers, "Authorization", f"Bearer {credentials['access_token']}")
+
+    def fresh_credentials(self, connection):
+        from connections import oauth2  # oauth2 needs the models, which need this registry
+
+        return oauth2.fresh_credentials(connection)
 
 
 AUTH_SCHEMES: dict[str, AuthScheme] = {scheme.name: scheme for scheme in (Bearer(), ApiKey(), Basic(), OAuth2())}

@@ -4,7 +4,13 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
 from integration_platform.echo import echo
-from connections.api.views import ConnectionViewSet, FunctionViewSet, IntegrationViewSet
+from connections.api.views import (
+    ConnectionViewSet,
+    ConnectSessionView,
+    FunctionViewSet,
+    IntegrationViewSet,
+    PublicTokenView,
+)
 from passthrough.api.passthrough_views import (
     AsyncPassthroughResultView,
     AsyncPassthroughView,
@@ -35,6 +41,10 @@ urlpatterns = [
             name="async-passthrough-result"),
     re_path(r"^api/v1/functions/(?P<name>[^/]+)/?$", FunctionView.as_view(), name="function"),
     re_path(r"^api/v1/(?P<name>[a-z0-9][a-z0-9-]*-passthrough-request)/?$", FunctionView.as_view(), name="function-by-app"),
+    re_path(r"^api/v1/connect/sessions/?$", ConnectSessionView.as_view(), name="connect-sessions"),
+    re_path(r"^api/v1/connect/public-tokens/(?P<public_token>[^/]+)/?$", PublicTokenView.as_view(),
+            name="connect-public-token"),
+    path("connect/", include("connections.connect_urls")),
     path("api/v1/", include("syncing.api.urls")),
     path("api/v1/", include(router.urls)),
     path("merge/api/", include("passthrough.dialects.merge")),

@@ -13,7 +13,7 @@ import pytest
 from django import db
 from django.db.utils import OperationalError
 
-from connections import client
+from connections import client, oauth2
 from connections.models import Connection
 from integration_platform.errors import ConnectionUnusable, UpstreamUnreachable
 from passthrough import services
@@ -260,7 +260,7 @@ def test_refresh_secrets_never_reach_the_log(alice):
 # --- Concurrency -----------------------------------------------------------------------------------------------------
 
 def fresh_credentials_waiting_like_sqlite(connection, patience=60.0):
-    """`client.fresh_credentials`, waiting out SQLite write locks.
+    """`oauth2.fresh_credentials`, waiting out SQLite write locks.
 
     On the SQLite leg the test database is in memory with a shared cache, where a second `BEGIN IMMEDIATE` fails at once
     ("database table is locked") instead of waiting as the production file database does (busy timeout). Wait here the
@@ -269,7 +269,7 @@ def fresh_credentials_waiting_like_sqlite(connection, patience=60.0):
     deadline = time.monotonic() + patience
     while True:
         try:
-            return client.fresh_credentials(connection)
+            return oauth2.fresh_credentials(connection)
         except OperationalError as exc:
             if db.connection.vendor != "sqlite" or "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
