@@ -83,7 +83,7 @@ def session_create(organization, *, end_user_id, end_user_email="", end_user_org
         offered = offered.filter(slug__in=integrations)
     if errors:
         raise InvalidInput("Invalid input.", errors)
-    if categories:
+    if categories and not integrations:  # an integration named explicitly is offered whatever its categories
         offered = [i for i in offered if set(i.categories) & set(categories)]
     connection = None
     if connection_id is not None:
