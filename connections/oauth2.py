@@ -95,7 +95,8 @@ def credentials_from_answer(answer: dict) -> dict:
 def _token_request(integration: Integration, form: dict) -> dict:
     """POST the form to the token URL; the parsed answer with an access token, or TokenRequestRefused.
 
-    UpstreamUnreachable / UpstreamTimeout when the endpoint could not answer (worth trying again later)."""
+    UpstreamUnreachable when the endpoint could not answer (worth trying again later), UpstreamAnswerUnusable when its
+    answer could not be read."""
     config = integration.auth_config
     headers = {"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"}
     client_id, client_secret = config.get("client_id", ""), integration.oauth_client_secret()
@@ -107,9 +108,8 @@ def _token_request(integration: Integration, form: dict) -> dict:
     try:
         response = client.send_trusted("POST", config["token_url"], headers, urlencode(form).encode(),
                                        timeout=settings.OUTBOUND_CONNECT_TIMEOUT, max_bytes=TOKEN_ANSWER_MAX_BYTES)
-    except UpstreamAnswerUnusable as exc:
-        log.warning("OAuth2 token endpoint of %s gave an unusable answer: %s", integration.slug, exc.message)
-        raise TokenRequestRefused(502, "unusable answer") from None
+    except UpstreamAnswerUnusable as exc:  # e.g. larger than the cap: a broken endpoint, not a refusal
+        raise UpstreamAnswerUnusable(f"The OAuth2 token endpoint's answer could not be used: {exc.message}") from None
     except (UpstreamUnreachable, UpstreamTimeout):
         raise UpstreamUnreachable("The OAuth2 token endpoint could not be reached.") from None
     if response.status >= 500 or response.status == 429:

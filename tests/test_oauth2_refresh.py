@@ -15,7 +15,8 @@ from django.db.utils import OperationalError
 
 from connections import client, oauth2
 from connections.models import Connection
-from integration_platform.errors import ConnectionUnusable, UpstreamUnreachable
+from connections.oauth2 import TOKEN_ANSWER_MAX_BYTES
+from integration_platform.errors import ConnectionUnusable, UpstreamAnswerUnusable, UpstreamUnreachable
 from passthrough import services
 from passthrough.models import FunctionCall
 from tests.factories import make_connection, make_integration
@@ -303,3 +304,49 @@ def test_concurrent_calls_on_one_expired_connection_refresh_exactly_once(transac
     assert seen == [NEW] * threads_count
     assert Connection.objects.get(pk=connection.pk).credentials["access_token"] == NEW
 
+
+
+# --- The refresh goes through the guarded send path: no redirects, capped answer -----------------------------------
+
+def redirecting_token_server(location):
+    return LocalServer(lambda received: reply(307, [("Location", location)]))
+
+
+def test_a_redirect_from_the_token_endpoint_is_not_followed_with_the_secrets(alice, upstream):
+    with LocalServer(TokenEndpoint()) as elsewhere, redirecting_token_server(f"{elsewhere.url}/collect") as tokens:
+        connection, _ = oauth_connection(alice.organization, oauth_integration(upstream, tokens))
+        with pytest.raises(ConnectionUnusable):
+            call(connection)
+    assert len(tokens.requests) == 1
+    assert elsewhere.requests == []  # neither the refresh token nor the client secret went anywhere else
+    assert not upstream.requests
+
+
+@pytest.mark.parametrize("host", ["2130706433", "127.1", "[::ffff:127.0.0.1]"])
+def test_a_redirect_to_a_loopback_spelling_is_not_followed(alice, upstream, network_guard, host):
+    with LocalServer(TokenEndpoint()) as elsewhere, \
+            redirecting_token_server(f"http://{host}:{elsewhere.port}/collect") as tokens:
+        connection, _ = oauth_connection(alice.organization, oauth_integration(upstream, tokens))
+        with pytest.raises(ConnectionUnusable):
+            call(connection)
+    assert elsewhere.requests == [] and network_guard.lookups == []
+
+
+def test_a_redirect_to_a_private_address_is_never_connected_to(alice, upstream, network_guard):
+    network_guard.decoys.add("10.0.0.7")
+    with redirecting_token_server("http://10.0.0.7/collect") as tokens:
+        connection, _ = oauth_connection(alice.organization, oauth_integration(upstream, tokens))
+        with pytest.raises(ConnectionUnusable):
+            call(connection)
+    assert network_guard.remote_connects() == []
+
+
+def test_an_oversized_token_answer_is_refused_and_nothing_is_stored(alice, upstream):
+    body = {"access_token": NEW, "expires_in": 3600, "padding": "x" * TOKEN_ANSWER_MAX_BYTES}
+    with token_server(body=body) as tokens:
+        connection, _ = oauth_connection(alice.organization, oauth_integration(upstream, tokens))
+        with pytest.raises(UpstreamAnswerUnusable):
+            call(connection)
+    stored = Connection.objects.get(pk=connection.pk)
+    assert (stored.credentials["access_token"], stored.status) == (OLD, Connection.STATUS_ACTIVE)
+    assert not upstream.requests
