@@ -128,6 +128,9 @@ def offered_integration(session: ConnectSession, slug: str) -> Integration:
 
 def oauth_start(session: ConnectSession, integration: Integration, redirect_uri: str) -> tuple[str, str]:
     """Begin sign-in at the provider; returns (authorize URL, browser binding for the cookie)."""
+    if not integration.auth_config.get("client_id"):
+        raise PageError(400, f"{integration.name} is not available yet",
+                        f"{integration.name} has no OAuth app configured on this platform yet. Ask the app that sent you.")
     state, browser = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     verifier, challenge = oauth2.pkce_pair()
     session.oauth_state_hash, session.oauth_browser_hash = token_hash(state), token_hash(browser)

@@ -517,3 +517,24 @@ def test_merge_sdk_link_token_categories_narrow_the_offer(merge_sdk, alice, live
                                                       end_user_origin_id="ada", categories=["crm"])
     assert link.integration_name == "Hub"
     assert [i.slug for i in ConnectSession.objects.get().integrations.all()] == ["hub"]
+
+
+# --- make run ------------------------------------------------------------------------------------------------------
+
+def test_setup_demo_prints_a_working_connect_link(db):
+    from connections import services
+    from connections.management.commands.setup_demo import Command
+    from tests.servers import ROOT
+
+    services.catalog_load(json.loads((ROOT / "catalog" / "demo.json").read_text()))
+    printed = Command().run(base_url="http://testserver")
+    response = Client().get(urlsplit(printed["connect_url"]).path)
+    assert response.status_code == 200 and "Echo" in response.content.decode()
+
+
+def test_an_oauth2_integration_without_an_oauth_app_says_so(alice):
+    make_integration(slug="bare", auth={"scheme": "oauth2", "authorize_url": "https://login.bare.test/authorize",
+                                        "token_url": "https://login.bare.test/token"})
+    session = create_session(alice)
+    response = Client().get(f"{page_path(session)}/bare")
+    assert response.status_code == 400 and "no OAuth app configured" in response.content.decode()
