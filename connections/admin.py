@@ -6,9 +6,11 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.html import format_html_join
 
-from connections import lifecycle, ratelimit
+from connections import connect, lifecycle, ratelimit
 from connections.catalog import validate_auth, validate_base_url, validate_hosts, validate_rate_limits, validate_string_list
-from connections.models import ApiKey, Connection, Function, Integration, Organization, WebhookAttempt, WebhookDelivery
+from connections.models import (ApiKey, ConnectSession, Connection, Function, Integration, Organization, WebhookAttempt,
+                                WebhookDelivery)
+from connections.connect_views import connect_url
 from connections.webhooks import webhook_replay
 from connections.services import AUTH_CONFIG_SECRET_KEYS
 from syncing.admin import connections_sync
@@ -22,7 +24,13 @@ class OrganizationForm(forms.ModelForm):
 
     class Meta:
         model = Organization
-        fields = ["name", "webhook_url"]
+        fields = ["name", "webhook_url", "allowed_redirect_origins"]
+
+    def clean_allowed_redirect_origins(self):
+        origins = self.cleaned_data.get("allowed_redirect_origins") or []
+        if not isinstance(origins, list) or not all(isinstance(o, str) and connect.is_origin(o) for o in origins):
+            raise forms.ValidationError('A list of origins such as ["https://app.example.com"] (scheme, host, port; no path).')
+        return [o.rstrip("/").lower() for o in origins]
 
     def save(self, commit=True):
         if self.cleaned_data.get("new_webhook_secret"):
@@ -109,6 +117,31 @@ class IntegrationForm(forms.ModelForm):
         required=False, widget=forms.PasswordInput(render_value=False),
         help_text="OAuth2 only. Write-only: leave empty to keep the stored secret.",
     )
+    # The OAuth app settings (stored in auth_config): a change here wins over the same key edited in auth_config.
+    oauth_client_id = forms.CharField(required=False, label="OAuth client id", help_text="OAuth2: your app's client id at the provider.")
+    oauth_scopes = forms.CharField(required=False, label="OAuth scopes", help_text="OAuth2: scopes, separated by spaces.")
+    oauth_authorize_params = forms.JSONField(required=False, label="Extra authorize params",
+                                             help_text='OAuth2: added to the authorize URL, e.g. {"access_type": "offline"}.')
+    oauth_token_auth = forms.ChoiceField(required=False, label="Token auth style", choices=[
+        ("body", "Client secret in the form body"), ("basic", "HTTP Basic")])
+    oauth_pkce = forms.BooleanField(required=False, initial=True, label="PKCE (S256)",
+                                    help_text="Turn off only for a provider that refuses PKCE.")
+    OAUTH_APP_FIELDS = {"oauth_client_id": "client_id", "oauth_scopes": "scopes", "oauth_authorize_params": "authorize_params",
+                        "oauth_token_auth": "token_auth", "oauth_pkce": "pkce"}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        config = self.instance.auth_config or {}
+        self.initial.update(oauth_client_id=config.get("client_id", ""), oauth_scopes=" ".join(config.get("scopes", [])),
+                            oauth_authorize_params=config.get("authorize_params") or {},
+                            oauth_token_auth=config.get("token_auth", "body"), oauth_pkce=config.get("pkce", True))
+
+    def _oauth_app_settings(self, data, config: dict) -> dict:
+        values = {"oauth_scopes": (data.get("oauth_scopes") or "").split(),
+                  "oauth_authorize_params": data.get("oauth_authorize_params") or {},
+                  "oauth_token_auth": data.get("oauth_token_auth") or "body"}
+        changed = {key: values.get(name, data.get(name)) for name, key in self.OAUTH_APP_FIELDS.items() if name in self.changed_data}
+        return {**config, **changed}
 
     class Meta:
         model = Integration
@@ -123,6 +156,8 @@ class IntegrationForm(forms.ModelForm):
         config = data.get("auth_config", {})
         if not isinstance(config, dict):
             raise forms.ValidationError("auth_config: Must be a JSON object.")
+        if data.get("auth_scheme") == "oauth2":
+            config = data["auth_config"] = self._oauth_app_settings(data, config)
         auth = {**config, "scheme": data.get("auth_scheme")}
         # A secret in auth_config would be stored in clear and shown on this page.
         errors = [f"auth_config.{key}: Use the write-only OAuth client secret field." for key in AUTH_CONFIG_SECRET_KEYS if key in config]
@@ -223,7 +258,15 @@ class ConnectionAdmin(admin.ModelAdmin):
     search_fields = ["end_user_id", "label", "end_user_email"]
     readonly_fields = ["created_at", "updated_at", "last_used_at"]
     list_select_related = ["integration", "organization"]
-    actions = ["sync_now", "full_resync"]
+    actions = ["sync_now", "full_resync", "reconnect_link"]
+
+    @admin.action(description="Copy a connect link to re-link the selected connections")
+    def reconnect_link(self, request, queryset):
+        for connection in queryset.select_related("organization"):
+            _, token = connect.session_create(connection.organization, end_user_id=connection.end_user_id,
+                                              connection_id=connection.pk)
+            messages.warning(request, f"Reconnect link for connection {connection.pk} (valid "
+                                      f"{connect.SESSION_MINUTES_DEFAULT} min, shown once): {connect_url(request, token)}")
 
     @admin.action(description="Sync now (every enabled model)")
     def sync_now(self, request, queryset):
@@ -239,3 +282,72 @@ class ConnectionAdmin(admin.ModelAdmin):
         if token:
             lifecycle.announce(lifecycle.LINKED, obj, account_token=token)  # as connection_create
             messages.warning(request, f"Account token for this connection (shown once, copy it now): {token}")
+
+
+class ConnectSessionForm(forms.ModelForm):
+    """A connect link made by hand (an operator sends it to a customer); the link is shown once after saving."""
+
+    expires_in_minutes = forms.IntegerField(min_value=1, max_value=connect.SESSION_MINUTES_MAX,
+                                            initial=connect.SESSION_MINUTES_MAX, help_text="Lifetime of the link.")
+    integrations = forms.ModelMultipleChoiceField(Integration.objects.filter(enabled=True), required=False,
+                                                  help_text="Offered on the page; none selected: every enabled one.")
+
+    class Meta:
+        model = ConnectSession
+        fields = ["organization", "end_user_id", "end_user_email", "end_user_organization_name", "redirect_url"]
+
+    def clean(self):
+        data = super().clean()
+        if data.get("organization"):
+            for problem in connect.redirect_url_problems(data["organization"], data.get("redirect_url", "")):
+                self.add_error("redirect_url", problem.split(": ", 1)[1])
+        return data
+
+
+@admin.register(ConnectSession)
+class ConnectSessionAdmin(admin.ModelAdmin):
+    """Connect sessions: who, what was offered, open/used/expired, and the connection it made. Tokens never shown."""
+
+    list_display = ["created_at", "organization", "end_user_id", "offered", "state", "expires_at", "connection"]
+    list_filter = ["organization", ("completed_at", admin.EmptyFieldListFilter)]
+    search_fields = ["end_user_id", "end_user_email", "end_user_organization_name"]
+    list_select_related = ["organization", "connection__integration"]
+    readonly_fields = ["organization", "end_user_id", "end_user_email", "end_user_organization_name", "offered",
+                       "redirect_url", "state", "connection", "created_at", "expires_at", "completed_at"]
+
+    @admin.display(description="Offered integrations")
+    def offered(self, obj):
+        return ", ".join(i.slug for i in obj.integrations.all())
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("integrations")
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = ConnectSessionForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["organization", "end_user_id", "end_user_email", "end_user_organization_name", "integrations",
+                    "redirect_url", "expires_in_minutes"]
+        return self.readonly_fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields if obj is not None else []
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and super().has_change_permission(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        session, token = connect.session_create(
+            data["organization"], end_user_id=data["end_user_id"], end_user_email=data["end_user_email"],
+            end_user_organization_name=data["end_user_organization_name"],
+            integrations=[i.slug for i in data["integrations"]], redirect_url=data["redirect_url"],
+            expires_in_minutes=data["expires_in_minutes"])
+        obj.pk, obj.created_at = session.pk, session.created_at
+        messages.warning(request, f"Connect link (shown once, copy it now): {connect_url(request, token)}")
+
+    def save_related(self, request, form, formsets, change):
+        pass  # session_create stored the offered integrations

@@ -56,9 +56,27 @@ def origin_of(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
+def is_origin(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and parts.path in ("", "/") and not (
+        parts.query or parts.fragment or "@" in parts.netloc)
+
+
 def allowed_origins(organization) -> list[str]:
     configured = [o.strip() for o in settings.CONNECT_ALLOWED_REDIRECT_ORIGINS.split(",") if o.strip()]
     return [origin.rstrip("/").lower() for origin in [*organization.allowed_redirect_origins, *configured]]
+
+
+def redirect_url_problems(organization, redirect_url: str) -> list[str]:
+    """Where a flow may end: only an allowed origin of the organization (no open redirect)."""
+    if not redirect_url:
+        return []
+    parts = urlsplit(redirect_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return ["redirect_url: Must be an absolute http(s) URL."]
+    if origin_of(redirect_url) not in allowed_origins(organization):
+        return [f"redirect_url: The origin {origin_of(redirect_url)} is not an allowed redirect origin."]
+    return []
 
 
 def session_create(organization, *, end_user_id, end_user_email="", end_user_organization_name="", integrations=None,
@@ -70,12 +88,7 @@ def session_create(organization, *, end_user_id, end_user_email="", end_user_org
     minutes = SESSION_MINUTES_DEFAULT if expires_in_minutes is None else expires_in_minutes
     if not isinstance(minutes, int) or isinstance(minutes, bool) or not 1 <= minutes <= SESSION_MINUTES_MAX:
         errors.append(f"expires_in_minutes: Must be an integer from 1 to {SESSION_MINUTES_MAX}.")
-    if redirect_url:
-        parts = urlsplit(redirect_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            errors.append("redirect_url: Must be an absolute http(s) URL.")
-        elif origin_of(redirect_url) not in allowed_origins(organization):
-            errors.append(f"redirect_url: The origin {origin_of(redirect_url)} is not an allowed redirect origin.")
+    errors += redirect_url_problems(organization, redirect_url)
     offered = Integration.objects.filter(enabled=True)
     if integrations:
         known = {i.slug: i for i in offered.filter(slug__in=integrations)}
