@@ -13,7 +13,6 @@ from connections.models import (ApiKey, ConnectSession, Connection, Function, In
 from connections.connect_views import connect_url
 from connections.webhooks import webhook_replay
 from connections.services import AUTH_CONFIG_SECRET_KEYS
-from syncing.admin import connections_sync
 
 
 class OrganizationForm(forms.ModelForm):
@@ -258,7 +257,7 @@ class ConnectionAdmin(admin.ModelAdmin):
     search_fields = ["end_user_id", "label", "end_user_email"]
     readonly_fields = ["created_at", "updated_at", "last_used_at"]
     list_select_related = ["integration", "organization"]
-    actions = ["sync_now", "full_resync", "reconnect_link"]
+    actions = ["reconnect_link"]  # syncing/admin.py adds its sync actions
 
     @admin.action(description="Copy a connect link to re-link the selected connections")
     def reconnect_link(self, request, queryset):
@@ -267,14 +266,6 @@ class ConnectionAdmin(admin.ModelAdmin):
                                               connection_id=connection.pk)
             messages.warning(request, f"Reconnect link for connection {connection.pk} (valid "
                                       f"{connect.SESSION_MINUTES_DEFAULT} min, shown once): {connect_url(request, token)}")
-
-    @admin.action(description="Sync now (every enabled model)")
-    def sync_now(self, request, queryset):
-        connections_sync(request, queryset, full=False, notify=self.message_user)
-
-    @admin.action(description="Full resync (fetch everything, detect deletions)")
-    def full_resync(self, request, queryset):
-        connections_sync(request, queryset, full=True, notify=self.message_user)
 
     def save_model(self, request, obj, form, change):
         token = None if change else obj.issue_account_token()
