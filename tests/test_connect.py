@@ -81,6 +81,14 @@ def callback(browser, **query):
     return browser.get("/connect/oauth/callback", query)
 
 
+def round_trip(tenant, session_body=None, **answer):
+    """Start the flow in a fresh browser and come back to our callback with the provider's `answer` (the state added).
+    Returns (authorize query, callback response)."""
+    browser = Client()
+    query, _ = start_oauth(browser, create_session(tenant, **(session_body or {})))
+    return query, callback(browser, state=query["state"], **answer)
+
+
 def form(received):
     return dict(parse_qsl(received.body.decode()))
 
@@ -233,9 +241,7 @@ def test_pkce_false_sends_no_challenge(alice, provider):
 
 def test_the_code_is_exchanged_with_the_verifier_and_the_browser_goes_back_with_a_public_token(alice, provider, app_origin):
     oauth_integration(provider)
-    browser = Client()
-    query, _ = start_oauth(browser, create_session(alice, redirect_url=f"{APP}/linked?tab=crm"))
-    response = callback(browser, code="the-code", state=query["state"])
+    query, response = round_trip(alice, {"redirect_url": f"{APP}/linked?tab=crm"}, code="the-code")
     assert response.status_code == 303
     location = urlsplit(response["Location"])
     assert f"{location.scheme}://{location.netloc}{location.path}" == f"{APP}/linked"
@@ -255,9 +261,7 @@ def test_the_code_is_exchanged_with_the_verifier_and_the_browser_goes_back_with_
 
 def test_token_auth_basic_sends_the_client_secret_as_http_basic(alice, provider):
     oauth_integration(provider, token_auth="basic")
-    browser = Client()
-    query, _ = start_oauth(browser, create_session(alice))
-    callback(browser, code="c", state=query["state"])
+    round_trip(alice, code="c")
     (token_request,) = provider.requests
     assert token_request.header("Authorization") == "Basic " + base64.b64encode(f"client-1:{SECRET}".encode()).decode()
     assert "client_secret" not in form(token_request)
@@ -266,17 +270,14 @@ def test_token_auth_basic_sends_the_client_secret_as_http_basic(alice, provider)
 def test_a_form_encoded_token_answer_is_accepted(alice):
     with LocalServer(TokenEndpoint(body=f"access_token={ACCESS}&scope=repo&token_type=bearer")) as provider:
         oauth_integration(provider)
-        browser = Client()
-        query, _ = start_oauth(browser, create_session(alice))
-        assert callback(browser, code="c", state=query["state"]).status_code == 200
+        _, response = round_trip(alice, code="c")
+        assert response.status_code == 200
     assert Connection.objects.get().credentials == {"access_token": ACCESS}
 
 
 def test_without_redirect_url_a_connected_page_carries_the_public_token(alice, provider):
     oauth_integration(provider)
-    browser = Client()
-    query, _ = start_oauth(browser, create_session(alice))
-    response = callback(browser, code="c", state=query["state"])
+    _, response = round_trip(alice, code="c")
     assert response.status_code == 200
     html = response.content.decode()
     assert 'data-public-token="pt_' in html and "connect.success" in html.replace("&quot;", '"')
@@ -325,9 +326,7 @@ def test_a_state_older_than_ten_minutes_is_refused(alice, provider, monkeypatch)
 
 def test_a_denied_consent_ends_the_flow_with_the_error(alice, provider, app_origin):
     oauth_integration(provider)
-    browser = Client()
-    query, _ = start_oauth(browser, create_session(alice, redirect_url=f"{APP}/linked"))
-    response = callback(browser, error="access_denied", state=query["state"])
+    _, response = round_trip(alice, {"redirect_url": f"{APP}/linked"}, error="access_denied")
     assert response.status_code == 303
     back = dict(parse_qsl(urlsplit(response["Location"]).query))
     assert back["error"] == "access_denied" and back["error_description"]
@@ -342,9 +341,7 @@ def test_a_denied_consent_ends_the_flow_with_the_error(alice, provider, app_orig
 def test_a_token_endpoint_refusal_is_token_exchange_failed(alice, app_origin, endpoint):
     with LocalServer(endpoint) as provider:
         oauth_integration(provider)
-        browser = Client()
-        query, _ = start_oauth(browser, create_session(alice, redirect_url=f"{APP}/linked"))
-        response = callback(browser, code="c", state=query["state"])
+        _, response = round_trip(alice, {"redirect_url": f"{APP}/linked"}, code="c")
         assert len(provider.requests) == 1  # a redirect is not followed
     assert response.status_code == 303
     assert dict(parse_qsl(urlsplit(response["Location"]).query))["error"] == "token_exchange_failed"
