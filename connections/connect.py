@@ -210,8 +210,9 @@ def key_form_submit(session: ConnectSession, integration: Integration, data) -> 
 
 
 def _verify(session, integration, credentials, verify: dict) -> None:
-    probe = session.connection or Connection(organization=session.organization, integration=integration)
-    probe.credentials = credentials  # never saved: `probe` only carries the typed credentials to the client
+    # Never saved: it carries the typed credentials to the client (a reconnected one may be `needs_reauth` right now).
+    probe = Connection(pk=session.connection_id, organization=session.organization, integration=integration)
+    probe.credentials = credentials
     target = client.build_target(integration, verify.get("path", "/"))
     exchange = client.send(probe, verify.get("method", "GET"), target, {"Accept": "application/json"},
                            timeout=VERIFY_TIMEOUT)

@@ -431,15 +431,16 @@ def test_linked_webhook_carries_the_account_token(alice):
     assert delivery.payload["data"]["end_user_id"] == "ada"
 
 
-def test_reconnect_replaces_credentials_in_place_and_keeps_id_and_account_token(alice):
-    integration = key_integration()
+@pytest.mark.parametrize("verified", [False, True])
+def test_reconnect_replaces_credentials_in_place_and_keeps_id_and_account_token(alice, verify_server, verified):
+    integration = key_integration(verify_url=verify_server.url if verified else None)
     connection, account_token = make_connection(alice.organization, integration, credentials={"api_key": "old-key"})
     Connection.objects.filter(pk=connection.pk).update(status=Connection.STATUS_NEEDS_REAUTH, status_detail="refused")
-    public_token = complete_key_flow(alice, key="new-key", connection_id=connection.pk)
+    public_token = complete_key_flow(alice, key="right-key", connection_id=connection.pk)
     connection.refresh_from_db()
     assert Connection.objects.count() == 1
     assert (connection.status, connection.status_detail) == ("active", "")
-    assert connection.credentials == {"api_key": "new-key"}
+    assert connection.credentials == {"api_key": "right-key"}
     exchanged = alice.client.get(f"/api/v1/connect/public-tokens/{public_token}").json()
     assert (exchanged["connection_id"], exchanged["account_token"]) == (connection.pk, account_token)
 
