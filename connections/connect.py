@@ -177,7 +177,7 @@ def _claim_state(state: str, browser: str) -> ConnectSession:
     if not state:
         raise refused
     with transaction.atomic():
-        session = (ConnectSession.objects.select_for_update().select_related("organization", "oauth_integration")
+        session = (ConnectSession.objects.select_for_update(of=("self",)).select_related("organization", "oauth_integration")
                    .filter(oauth_state_hash=token_hash(state)).first())
         if session is None:
             raise refused
@@ -219,7 +219,7 @@ def _verify(session, integration, credentials, verify: dict) -> None:
     if exchange.error is not None:
         raise CredentialsRefused(f"{integration.name} could not be reached to check these credentials. Try again.")
     if exchange.response.status in (401, 403):
-        raise CredentialsRefused(f"{integration.name} refused these credentials. Check them and try again.")
+        raise CredentialsRefused(f"These credentials were refused by {integration.name}. Check them and try again.")
 
 
 # --- The end of the flow -------------------------------------------------------------------------------------------

@@ -41,7 +41,8 @@ def _secure(response, organization=None, integrations=()):
         f"default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' {logos}".rstrip() + "; "
         f"form-action 'self' {origins}".rstrip() + "; base-uri 'none'; "
         f"frame-ancestors {origins or chr(39) + 'none' + chr(39)}")
-    response["Referrer-Policy"] = "same-origin"  # the URL holds the session token; "no-referrer" would make form posts `Origin: null` (CSRF)
+    # The URL holds the session token: no referrer to other hosts ("no-referrer" would post forms with `Origin: null`).
+    response["Referrer-Policy"] = "same-origin"
     response["Cache-Control"] = "no-store"
     return response
 

@@ -401,7 +401,7 @@ def test_verify_refuses_a_wrong_key_then_accepts_the_right_one(alice, verify_ser
     session = create_session(alice)
     browser = Client()
     refused = browser.post(f"{page_path(session)}/keyed", {"api_key": "wrong-key"})
-    assert refused.status_code == 400 and "refused these credentials" in refused.content.decode()
+    assert refused.status_code == 400 and "These credentials were refused" in refused.content.decode()
     assert "wrong-key" not in refused.content.decode()
     assert not Connection.objects.exists()
     accepted = browser.post(f"{page_path(session)}/keyed", {"api_key": "right-key"})

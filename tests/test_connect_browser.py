@@ -125,7 +125,7 @@ def test_the_key_form_refuses_a_wrong_key_then_takes_the_right_one(browser, flow
     click(browser, 'a[href$="/keyed"]')
     type_into(browser, "#id_api_key", "wrong-key")
     click(browser, 'button[type="submit"]')
-    assert "refused these credentials" in browser.page_source
+    assert "These credentials were refused" in browser.page_source
     screenshot(browser, "connect-key-form-refused")
     type_into(browser, "#id_api_key", "right-key")
     click(browser, 'button[type="submit"]')
