@@ -141,3 +141,23 @@ def test_a_denied_consent_goes_back_with_access_denied(browser, flow):
     click(browser, 'input[value="Cancel"]')
     assert wait_for_url(browser, done)["error"] == "access_denied"
     assert not Connection.objects.exists()
+
+
+def test_the_flow_works_by_keyboard_alone(browser, flow, alice):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    def press(*keys):
+        ActionChains(browser).send_keys(*keys).perform()
+
+    connect_url, done = flow
+    browser.get(connect_url)
+    for _ in range(5):  # Tab to the key integration's link
+        press(Keys.TAB)
+        if (browser.switch_to.active_element.get_attribute("href") or "").endswith("/keyed"):
+            break
+    press(Keys.ENTER)
+    wait_for_url(browser, f"{connect_url}/keyed")
+    press("right-key", Keys.ENTER)  # the key field has the focus: type, then submit with Enter
+    public_token = wait_for_url(browser, done)["public_token"]
+    assert alice.client.get(f"/api/v1/connect/public-tokens/{public_token}").status_code == 200
