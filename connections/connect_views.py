@@ -6,6 +6,7 @@ from django.conf import settings
 from django.http import HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
+from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -144,3 +145,11 @@ def _finished_page(request, session, message: dict, title: str, text: str, statu
         "origins": json.dumps(connect.allowed_origins(session.organization)),
     }, status=status)
 
+
+
+def csrf_failure(request, reason=""):
+    """A refused form post: the connect page explains it in its own look; elsewhere (the admin) Django's page."""
+    if not request.path.startswith("/connect/"):
+        return django_csrf_failure(request, reason)
+    return _error_page(request, PageError(
+        403, "This form has expired", "Go back, reload the page and try again. Your browser must accept cookies from this site."))

@@ -202,6 +202,7 @@ OAUTH_REFRESH_MARGIN_SECONDS = env.int("OAUTH_REFRESH_MARGIN_SECONDS", default=6
 # public URL of this server (OAuth2 redirect URI, connect links); empty: taken from each request.
 CONNECT_ALLOWED_REDIRECT_ORIGINS = env.str("CONNECT_ALLOWED_REDIRECT_ORIGINS", default="")
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="")
+CSRF_FAILURE_VIEW = "connections.connect_views.csrf_failure"
 # Request bodies for passthrough may be large; refused above this with 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BODY_BYTES", default=20 * 1024 * 1024)
 

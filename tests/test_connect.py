@@ -392,7 +392,8 @@ def test_the_key_form_needs_its_csrf_token(alice):
     key_integration()
     session = create_session(alice)
     browser = Client(enforce_csrf_checks=True)
-    assert browser.post(f"{page_path(session)}/keyed", {"api_key": "k"}).status_code == 403
+    response = browser.post(f"{page_path(session)}/keyed", {"api_key": "k"})
+    assert response.status_code == 403 and "This form has expired" in response.content.decode()
     assert not Connection.objects.exists()
 
 
