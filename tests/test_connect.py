@@ -434,9 +434,12 @@ def test_linked_webhook_carries_the_account_token(alice):
 
 @pytest.mark.parametrize("verified", [False, True])
 def test_reconnect_replaces_credentials_in_place_and_keeps_id_and_account_token(alice, verify_server, verified):
+    alice.organization.webhook_url = "https://hooks.alice.test/merge"
+    alice.organization.save()
     integration = key_integration(verify_url=verify_server.url if verified else None)
     connection, account_token = make_connection(alice.organization, integration, credentials={"api_key": "old-key"})
     Connection.objects.filter(pk=connection.pk).update(status=Connection.STATUS_NEEDS_REAUTH, status_detail="refused")
+    WebhookDelivery.objects.all().delete()
     public_token = complete_key_flow(alice, key="right-key", connection_id=connection.pk)
     connection.refresh_from_db()
     assert Connection.objects.count() == 1
@@ -444,6 +447,8 @@ def test_reconnect_replaces_credentials_in_place_and_keeps_id_and_account_token(
     assert connection.credentials == {"api_key": "right-key"}
     exchanged = alice.client.get(f"/api/v1/connect/public-tokens/{public_token}").json()
     assert (exchanged["connection_id"], exchanged["account_token"]) == (connection.pk, account_token)
+    relinked = WebhookDelivery.objects.get(event="connection.linked")  # re-linked: announced again, same token
+    assert relinked.payload["data"]["account_token"] == account_token
 
 
 # --- Public token → account token ----------------------------------------------------------------------------------

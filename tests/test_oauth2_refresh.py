@@ -185,6 +185,18 @@ def test_refused_refresh_marks_the_connection_needs_reauth(alice, upstream):
     assert Connection.objects.get(pk=connection.pk).status == Connection.STATUS_NEEDS_REAUTH
 
 
+def test_refused_refresh_is_announced_as_needs_reauth(alice, upstream, monkeypatch):
+    from connections import lifecycle
+
+    announced = []
+    monkeypatch.setitem(lifecycle._subscribers, lifecycle.NEEDS_REAUTH, [lambda connection, **_: announced.append(connection.pk)])
+    with token_server(status=400, body=INVALID_GRANT) as tokens:
+        connection, _ = oauth_connection(alice.organization, oauth_integration(upstream, tokens))
+        with pytest.raises(ConnectionUnusable):
+            call(connection)
+    assert announced == [connection.pk]
+
+
 def test_refused_refresh_is_a_clear_4xx_from_the_api(alice, upstream):
     with token_server(status=400, body=INVALID_GRANT) as tokens:
         _, token = oauth_connection(alice.organization, oauth_integration(upstream, tokens))
