@@ -110,7 +110,6 @@ def test_oauth2_sign_in_ends_with_a_public_token(browser, flow, alice):
     screenshot(browser, "connect-choose")
     click(browser, 'a[href$="/provider"]')
     sign_in_at_provider(browser)
-    screenshot(browser, "connect-provider-consent")
     click(browser, 'input[name="allow"]')
     public_token = wait_for_url(browser, done)["public_token"]
     exchanged = alice.client.get(f"/api/v1/connect/public-tokens/{public_token}").json()
