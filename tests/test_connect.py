@@ -121,6 +121,8 @@ def test_a_session_answers_token_connect_url_and_expiry_and_stores_only_a_hash(a
     ({"redirect_url": "https://evil.test/steal"}, "redirect_url"),
     ({"redirect_url": "javascript:alert(1)"}, "redirect_url"),
     ({"end_user_id": ""}, "end_user_id"),
+    ({"connection_id": 10**30}, "connection_id"),
+    ({"integrations": "crmy"}, "integrations"),
 ])
 def test_bad_session_input_is_400(alice, provider, app_origin, body, problem):
     oauth_integration(provider)

@@ -53,7 +53,7 @@ class ConnectSessionCreateSerializer(serializers.Serializer):
     end_user_organization_name = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
     integrations = serializers.ListField(child=serializers.CharField(max_length=100), required=False, default=list)
     redirect_url = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
-    connection_id = serializers.IntegerField(required=False, allow_null=True, default=None)
+    connection_id = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1, max_value=2**63 - 1)
     expires_in_minutes = serializers.IntegerField(required=False, default=30,
                                                   help_text="Lifetime of the session, 1 to 10080 minutes.")
 
