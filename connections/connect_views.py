@@ -1,5 +1,6 @@
 """The hosted connect page (/connect/...): server-rendered, works without JavaScript. Logic in connect.py."""
 
+import functools
 import json
 
 from django.conf import settings
@@ -38,10 +39,11 @@ def _secure(response, organization=None, integrations=()):
     excepted: the operator chose them)."""
     origins = " ".join(connect.allowed_origins(organization)) if organization else ""
     logos = " ".join(sorted({connect.origin_of(i.logo_url) for i in integrations if i.logo_url}))
-    response["Content-Security-Policy"] = (
-        f"default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' {logos}".rstrip() + "; "
-        f"form-action 'self' {origins}".rstrip() + "; base-uri 'none'; "
-        f"frame-ancestors {origins or chr(39) + 'none' + chr(39)}")
+    ancestors = origins or "'none'"
+    policy = ["default-src 'none'", "style-src 'self'", "script-src 'self'", f"img-src 'self' {logos}".strip(),
+              # A form's redirect (the end of the flow) must be allowed too.
+              f"form-action 'self' {origins}".strip(), "base-uri 'none'", f"frame-ancestors {ancestors}"]
+    response["Content-Security-Policy"] = "; ".join(policy)
     # The URL holds the session token: no referrer to other hosts ("no-referrer" would post forms with `Origin: null`).
     response["Referrer-Policy"] = "same-origin"
     response["Cache-Control"] = "no-store"
@@ -58,6 +60,7 @@ def _error_page(request, error: PageError):
 
 def _pages(view):
     """Every failure of a connect page is a page of ours, never a stack trace or a JSON body."""
+    @functools.wraps(view)
     def wrapped(request, *args, **kwargs):
         try:
             return view(request, *args, **kwargs)
@@ -100,7 +103,7 @@ def connect_integration(request, token, slug):
     try:
         completed = connect.key_form_submit(session, integration, request.POST)
     except CredentialsRefused as exc:
-        context.update(error=str(exc), values={k: request.POST.get(k, "") for k in ("username",)})
+        context.update(error=str(exc), values={"username": request.POST.get("username", "")})
         return _page(request, "key_form.html", context, 400, session.organization, [integration])
     return _flow_succeeded(request, completed)
 
@@ -122,8 +125,7 @@ def _flow_succeeded(request, completed):
         message = {"type": "connect.success", "public_token": completed.public_token}
         response = _finished_page(request, session, message, "Connected",
                                   f"Your {session.connection.integration.name} account is connected. You can close this window.")
-    response.delete_cookie(BROWSER_COOKIE, path="/connect/")
-    return _secure(response, session.organization)
+    return _flow_ended(response, session)
 
 
 def _flow_failed(request, failure: FlowFailed):
@@ -134,6 +136,10 @@ def _flow_failed(request, failure: FlowFailed):
     else:
         message = {"type": "connect.error", "error": failure.error}
         response = _finished_page(request, session, message, "Not connected", failure.description, status=400)
+    return _flow_ended(response, session)
+
+
+def _flow_ended(response, session):
     response.delete_cookie(BROWSER_COOKIE, path="/connect/")
     return _secure(response, session.organization)
 
@@ -144,7 +150,6 @@ def _finished_page(request, session, message: dict, title: str, text: str, statu
         "public_token": message.get("public_token", ""),
         "origins": json.dumps(connect.allowed_origins(session.organization)),
     }, status=status)
-
 
 
 def csrf_failure(request, reason=""):
