@@ -74,8 +74,6 @@ def refresh(integration: Integration, credentials: dict) -> dict:
     """New credentials from the refresh token; the old refresh token is kept unless the provider rotates it."""
     answer = _token_request(integration, {"grant_type": "refresh_token", "refresh_token": credentials["refresh_token"]})
     refreshed = {**credentials, **credentials_from_answer(answer)}
-    if not answer.get("refresh_token"):
-        refreshed["refresh_token"] = credentials["refresh_token"]
     if "expires_in" not in answer:
         refreshed.pop("expires_at", None)
     return refreshed
