@@ -195,6 +195,9 @@ def _claim_state(state: str, browser: str) -> ConnectSession:
 
 KEY_FORM_FIELDS = {"api_key": ("api_key",), "bearer": ("token",), "basic": ("username", "password")}
 VERIFY_TIMEOUT = 10
+# Who writes `verify` calls to the call log: `recorder(exchange, probe)`, registered by passthrough (which owns the
+# log) in its AppConfig.ready(), so that connections/ need not import it.
+VERIFY_CALL_RECORDERS: list = []
 
 
 def key_form_submit(session: ConnectSession, integration: Integration, data) -> Completed:
@@ -216,6 +219,8 @@ def _verify(session, integration, credentials, verify: dict) -> None:
     target = client.build_target(integration, verify.get("path", "/"))
     exchange = client.send(probe, verify.get("method", "GET"), target, {"Accept": "application/json"},
                            timeout=VERIFY_TIMEOUT)
+    for record in VERIFY_CALL_RECORDERS:
+        record(exchange, probe)
     if exchange.error is not None:
         raise CredentialsRefused(f"{integration.name} could not be reached to check these credentials. Try again.")
     if exchange.response.status in (401, 403):

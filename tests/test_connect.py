@@ -15,6 +15,7 @@ from django.test import Client, override_settings
 from django.utils import timezone
 
 from connections.models import ConnectSession, Connection, WebhookDelivery
+from passthrough.models import FunctionCall
 from tests.factories import make_connection, make_integration
 from tests.network import LocalServer, reply
 
@@ -411,6 +412,10 @@ def test_verify_refuses_a_wrong_key_then_accepts_the_right_one(alice, verify_ser
     assert accepted.status_code == 200 and 'data-public-token="pt_' in accepted.content.decode()
     assert Connection.objects.get().credentials == {"api_key": "right-key"}
     assert [r.header("X-Api-Key") for r in verify_server.requests] == ["wrong-key", "right-key"]
+    logged = FunctionCall.objects.order_by("created_at", "pk")
+    assert [(call.method, call.response_status, call.organization_id) for call in logged] == [
+        ("GET", 401, alice.organization.pk), ("GET", 200, alice.organization.pk)]
+    assert "wrong-key" not in json.dumps(list(logged.values()), default=str)  # redacted like every call
 
 
 # --- The end of the flow, reconnect, webhook -----------------------------------------------------------------------
