@@ -42,6 +42,7 @@ def browser(monkeypatch):
         options.add_argument(arg)
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     driver.set_page_load_timeout(WAIT)
+    driver.implicitly_wait(WAIT)  # a click does not wait for the page it leads to: finding an element of it does
     yield driver
     driver.quit()
 
@@ -60,16 +61,18 @@ def wait_for_url(driver, prefix):
     return dict(parse_qsl(urlsplit(driver.current_url).query))
 
 
-def click(driver, selector):
+def find(driver, selector):
     from selenium.webdriver.common.by import By
 
-    driver.find_element(By.CSS_SELECTOR, selector).click()
+    return driver.find_element(By.CSS_SELECTOR, selector)
+
+
+def click(driver, selector):
+    find(driver, selector).click()
 
 
 def type_into(driver, selector, text):
-    from selenium.webdriver.common.by import By
-
-    field = driver.find_element(By.CSS_SELECTOR, selector)
+    field = find(driver, selector)
     field.clear()
     field.send_keys(text)
 
@@ -124,7 +127,7 @@ def test_the_key_form_refuses_a_wrong_key_then_takes_the_right_one(browser, flow
     click(browser, 'a[href$="/keyed"]')
     type_into(browser, "#id_api_key", "wrong-key")
     click(browser, 'button[type="submit"]')
-    assert "These credentials were refused" in browser.page_source
+    assert "These credentials were refused" in find(browser, "#form-error").text
     screenshot(browser, "connect-key-form-refused")
     type_into(browser, "#id_api_key", "right-key")
     click(browser, 'button[type="submit"]')
@@ -145,6 +148,7 @@ def test_a_denied_consent_goes_back_with_access_denied(browser, flow):
 def test_the_flow_works_by_keyboard_alone(browser, flow, alice):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
 
     def press(*keys):
         ActionChains(browser).send_keys(*keys).perform()
@@ -157,6 +161,7 @@ def test_the_flow_works_by_keyboard_alone(browser, flow, alice):
             break
     press(Keys.ENTER)
     wait_for_url(browser, f"{connect_url}/keyed")
+    WebDriverWait(browser, WAIT).until(lambda d: d.switch_to.active_element.get_attribute("id") == "id_api_key")
     press("right-key", Keys.ENTER)  # the key field has the focus: type, then submit with Enter
     public_token = wait_for_url(browser, done)["public_token"]
     assert alice.client.get(f"/api/v1/connect/public-tokens/{public_token}").status_code == 200
