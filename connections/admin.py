@@ -11,19 +11,25 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 from django.utils.html import format_html_join
 
-from connections import ratelimit
+from connections import connect, lifecycle, ratelimit
 from connections.catalog import validate_entry
-from connections.models import ApiKey, Connection, Function, Integration, Organization, WebhookAttempt, WebhookDelivery
+from connections.models import (ApiKey, ConnectSession, Connection, Function, Integration, Organization, WebhookAttempt,
+                                WebhookDelivery)
+from connections.connect_views import connect_url
 from connections.webhooks import webhook_replay, webhook_secret_rotate, webhook_url_problems
 from connections.services import AUTH_CONFIG_SECRET_KEYS
-from syncing.admin import connections_sync
-from syncing.services import connection_linked
 
 
 class OrganizationForm(forms.ModelForm):
     class Meta:
         model = Organization
-        fields = ["name", "webhook_url"]
+        fields = ["name", "webhook_url", "allowed_redirect_origins"]
+
+    def clean_allowed_redirect_origins(self):
+        origins = self.cleaned_data.get("allowed_redirect_origins") or []
+        if not isinstance(origins, list) or not all(isinstance(o, str) and connect.is_origin(o) for o in origins):
+            raise forms.ValidationError('A list of origins such as ["https://app.example.com"] (scheme, host, port; no path).')
+        return [o.rstrip("/").lower() for o in origins]
 
     def clean_webhook_url(self):
         """The guard that delivers webhooks, applied when the URL is set (not six failed attempts later)."""
@@ -49,11 +55,11 @@ class ShowsSecretOnce:
             return super().response_add(request, obj, post_url_continue)
         return self.secret_page(request, obj, secret, title="added", intro="was added successfully.")
 
-    def secret_page(self, request, obj, secret, *, title: str, intro: str):
+    def secret_page(self, request, obj, secret, *, title: str, intro: str, label: str = ""):
         opts = self.model._meta
         context = {
             **self.admin_site.each_context(request), "opts": opts, "title": f"{opts.verbose_name.capitalize()} {title}",
-            "intro": f"The {opts.verbose_name} {obj} {intro}", "label": self.secret_label,
+            "intro": f"The {opts.verbose_name} {obj} {intro}", "label": label or self.secret_label,
             "secret": secret, "object": obj,
             "change_url": reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk]),
         }
@@ -231,6 +237,31 @@ class IntegrationForm(forms.ModelForm):
                   '"pagination": {"style": "cursor", "param": "cursor", "next_field": "next_cursor"}, '
                   '"frequency_seconds": 3600}]. Checked like load_catalog; see the README (Syncing) for every field.')
     auth_config = PrettyJSONField(required=False, widget=forms.Textarea(attrs={"rows": 5, "cols": 80}))
+    # The OAuth app settings (stored in auth_config): a change here wins over the same key edited in auth_config.
+    oauth_client_id = forms.CharField(required=False, label="OAuth client id", help_text="OAuth2: your app's client id at the provider.")
+    oauth_scopes = forms.CharField(required=False, label="OAuth scopes", help_text="OAuth2: scopes, separated by spaces.")
+    oauth_authorize_params = forms.JSONField(required=False, label="Extra authorize params",
+                                             help_text='OAuth2: added to the authorize URL, e.g. {"access_type": "offline"}.')
+    oauth_token_auth = forms.ChoiceField(required=False, label="Token auth style", choices=[
+        ("body", "Client secret in the form body"), ("basic", "HTTP Basic")])
+    oauth_pkce = forms.BooleanField(required=False, initial=True, label="PKCE (S256)",
+                                    help_text="Turn off only for a provider that refuses PKCE.")
+    OAUTH_APP_FIELDS = {"oauth_client_id": "client_id", "oauth_scopes": "scopes", "oauth_authorize_params": "authorize_params",
+                        "oauth_token_auth": "token_auth", "oauth_pkce": "pkce"}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        config = self.instance.auth_config or {}
+        self.initial.update(oauth_client_id=config.get("client_id", ""), oauth_scopes=" ".join(config.get("scopes", [])),
+                            oauth_authorize_params=config.get("authorize_params") or {},
+                            oauth_token_auth=config.get("token_auth", "body"), oauth_pkce=config.get("pkce", True))
+
+    def _oauth_app_settings(self, data, config: dict) -> dict:
+        values = {"oauth_scopes": (data.get("oauth_scopes") or "").split(),
+                  "oauth_authorize_params": data.get("oauth_authorize_params") or {},
+                  "oauth_token_auth": data.get("oauth_token_auth") or "body"}
+        changed = {key: values.get(name, data.get(name)) for name, key in self.OAUTH_APP_FIELDS.items() if name in self.changed_data}
+        return {**config, **changed}
 
     class Meta:
         model = Integration
@@ -245,6 +276,8 @@ class IntegrationForm(forms.ModelForm):
         config = data.get("auth_config", {})
         if not isinstance(config, dict):
             raise forms.ValidationError("auth_config: Must be a JSON object.")
+        if data.get("auth_scheme") == "oauth2":
+            config = data["auth_config"] = self._oauth_app_settings(data, config)
         # A secret in auth_config would be stored in clear and shown on this page.
         for key in AUTH_CONFIG_SECRET_KEYS:
             if key in config:
@@ -344,20 +377,96 @@ class ConnectionAdmin(ShowsSecretOnce, admin.ModelAdmin):
     search_fields = ["end_user_id", "label", "end_user_email"]
     readonly_fields = ["created_at", "updated_at", "last_used_at"]
     list_select_related = ["integration", "organization"]
-    actions = ["sync_now", "full_resync"]
+    actions = ["reconnect_link"]  # syncing/admin.py adds its sync actions
     secret_label = "Account token for this connection"
 
-    @admin.action(description="Sync now (every enabled model)", permissions=["change"])
-    def sync_now(self, request, queryset):
-        connections_sync(request, queryset, full=False, notify=self.message_user)
-
-    @admin.action(description="Full resync (fetch everything, detect deletions)", permissions=["change"])
-    def full_resync(self, request, queryset):
-        connections_sync(request, queryset, full=True, notify=self.message_user)
+    @admin.action(description="Copy a connect link to re-link the selected connection", permissions=["change"])
+    def reconnect_link(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select one connection: its connect link is shown once.", level="warning")
+            return None
+        connection = queryset.select_related("organization").get()
+        _, token = connect.session_create(connection.organization, end_user_id=connection.end_user_id,
+                                          connection_id=connection.pk)
+        return self.secret_page(request, connection, connect_url(request, token), title="connect link",
+                                intro=f"can be re-linked by its end user at this link (valid "
+                                      f"{connect.SESSION_MINUTES_DEFAULT} min).", label="Connect link")
 
     def save_model(self, request, obj, form, change):
         token = None if change else obj.issue_account_token()
         super().save_model(request, obj, form, change)
         if token:
-            connection_linked(obj)  # as connection_create: `connection.linked`, and the first syncs start
+            lifecycle.announce(lifecycle.LINKED, obj, account_token=token)  # as connection_create
             self.show_secret_once(request, token)
+
+
+class ConnectSessionForm(forms.ModelForm):
+    """A connect link made by hand (an operator sends it to a customer); the link is shown once after saving."""
+
+    expires_in_minutes = forms.IntegerField(min_value=1, max_value=connect.SESSION_MINUTES_MAX,
+                                            initial=connect.SESSION_MINUTES_MAX, help_text="Lifetime of the link.")
+    integrations = forms.ModelMultipleChoiceField(Integration.objects.filter(enabled=True), required=False,
+                                                  help_text="Offered on the page; none selected: every enabled one.")
+
+    class Meta:
+        model = ConnectSession
+        fields = ["organization", "end_user_id", "end_user_email", "end_user_organization_name", "redirect_url"]
+
+    def clean(self):
+        data = super().clean()
+        if data.get("organization"):
+            for problem in connect.redirect_url_problems(data["organization"], data.get("redirect_url", "")):
+                self.add_error("redirect_url", problem.split(": ", 1)[1])
+        return data
+
+
+@admin.register(ConnectSession)
+class ConnectSessionAdmin(ShowsSecretOnce, admin.ModelAdmin):
+    """Connect sessions: who, what was offered, open/used/expired, and the connection it made. Tokens never shown
+    (the link of a session made here is shown once, on the page that answers the add)."""
+
+    secret_label = "Connect link"
+
+    list_display = ["created_at", "organization", "end_user_id", "offered", "state", "expires_at", "connection"]
+    list_filter = ["organization", ("completed_at", admin.EmptyFieldListFilter)]
+    search_fields = ["end_user_id", "end_user_email", "end_user_organization_name"]
+    list_select_related = ["organization", "connection__integration"]
+    readonly_fields = ["organization", "end_user_id", "end_user_email", "end_user_organization_name", "offered",
+                       "redirect_url", "state", "connection", "created_at", "expires_at", "completed_at"]
+
+    @admin.display(description="Offered integrations")
+    def offered(self, obj):
+        return ", ".join(i.slug for i in obj.integrations.all())
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("integrations")
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = ConnectSessionForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["organization", "end_user_id", "end_user_email", "end_user_organization_name", "integrations",
+                    "redirect_url", "expires_in_minutes"]
+        return self.readonly_fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields if obj is not None else []
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and super().has_change_permission(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        session, token = connect.session_create(
+            data["organization"], end_user_id=data["end_user_id"], end_user_email=data["end_user_email"],
+            end_user_organization_name=data["end_user_organization_name"],
+            integrations=[i.slug for i in data["integrations"]], redirect_url=data["redirect_url"],
+            expires_in_minutes=data["expires_in_minutes"])
+        obj.pk, obj.created_at = session.pk, session.created_at
+        self.show_secret_once(request, connect_url(request, token))
+
+    def save_related(self, request, form, formsets, change):
+        pass  # session_create stored the offered integrations

@@ -4,12 +4,18 @@ import re
 from urllib.parse import urlsplit
 
 from connections.auth_schemes import AUTH_SCHEMES
-from syncing.spec import validate_sync_models
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 HOST_RE = re.compile(r"^(\*\.)?[a-z0-9.:\[\]-]+$")
 ENTRY_FIELDS = {"slug", "name", "description", "base_url", "auth", "rate_limits", "pause", "allowed_override_hosts",
                 "categories", "docs_url", "logo_url", "enabled", "sync_models"}
+# Rules of entry fields that belong to a higher app (syncing's `sync_models`), registered in its AppConfig.ready().
+ENTRY_FIELD_VALIDATORS: dict = {}
+
+
+def register_entry_field(name: str, validator) -> None:
+    """`validator(value) -> [problem, ...]` checks the entry's `name` field (absent: an empty list)."""
+    ENTRY_FIELD_VALIDATORS[name] = validator
 
 
 def validate_base_url(value) -> list[str]:
@@ -93,5 +99,6 @@ def validate_entry(entry) -> list[str]:
     errors += validate_string_list("categories", entry.get("categories", []))
     if not isinstance(entry.get("enabled", True), bool):
         errors.append("enabled: Must be true or false.")
-    errors += validate_sync_models(entry.get("sync_models", []))
+    for name, validator in ENTRY_FIELD_VALIDATORS.items():
+        errors += validator(entry.get(name, []))
     return errors

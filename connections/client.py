@@ -1,7 +1,7 @@
 """The one outbound HTTP client: the only code that talks to third-party APIs.
 
-It builds the upstream URL (base URL or an allowed override), injects the connection's credentials (refreshing
-OAuth2 tokens once under a row lock), guards user-chosen hosts against SSRF at connect time, follows redirects hop
+It builds the upstream URL (base URL or an allowed override), injects the connection's credentials (its auth
+scheme refreshes OAuth2 tokens first), guards user-chosen hosts against SSRF at connect time, follows redirects hop
 by hop through the same guard, enforces timeouts and an overall deadline, and returns an `Exchange` that says
 exactly what was sent and received, for the function-call log.
 
@@ -10,7 +10,6 @@ Calls refused before anything is sent raise `InvalidInput` (or a subclass). Call
 """
 
 import http.cookiejar
-import logging
 import math
 import re
 import socket
@@ -22,7 +21,6 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsp
 
 import requests
 from django.conf import settings
-from django.db import transaction
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -40,8 +38,6 @@ from integration_platform.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-
-log = logging.getLogger(__name__)
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
                         "trailers", "transfer-encoding", "upgrade", "proxy-connection"})
@@ -249,84 +245,6 @@ def domain_base_url(integration: Integration, domain: str) -> str:
 
 # --- Credentials ---------------------------------------------------------------------------------------------------
 
-def _expires_soon(credentials: dict) -> bool:
-    expires_at = credentials.get("expires_at")
-    if expires_at in (None, ""):
-        return False
-    if isinstance(expires_at, str):
-        try:
-            expires_at = datetime.fromisoformat(expires_at.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return True
-    return float(expires_at) - settings.OAUTH_REFRESH_MARGIN_SECONDS <= time.time()
-
-
-def fresh_credentials(connection: Connection) -> dict:
-    """The connection's credentials, with an OAuth2 access token refreshed first when it is (nearly) expired.
-
-    Concurrent callers refresh once: the row is locked, re-read, and only refreshed if still stale.
-    """
-    credentials = connection.credentials
-    if connection.integration.auth_scheme != "oauth2" or not _expires_soon(credentials):
-        return credentials
-    try:
-        with transaction.atomic():
-            locked = Connection.objects.select_for_update(of=("self",)).select_related("integration").get(pk=connection.pk)
-            credentials = locked.credentials
-            if _expires_soon(credentials):
-                credentials = _refresh_oauth2(locked, credentials)
-    except ConnectionUnusable as exc:
-        # Recorded only now: the transaction above was rolled back by this very exception.
-        if getattr(exc, "reauth_reason", None) is not None:
-            Connection.objects.filter(pk=connection.pk).update(status=Connection.STATUS_NEEDS_REAUTH,
-                                                               status_detail=exc.reauth_reason[:500])
-            connection.status = Connection.STATUS_NEEDS_REAUTH
-        raise
-    connection.credentials_ciphertext = locked.credentials_ciphertext
-    return credentials
-
-
-def _refresh_oauth2(connection: Connection, credentials: dict) -> dict:
-    integration = connection.integration
-    if not credentials.get("refresh_token"):
-        _mark_needs_reauth(connection, "The access token expired and there is no refresh token.")
-    form = {"grant_type": "refresh_token", "refresh_token": credentials["refresh_token"]}
-    if integration.auth_config.get("client_id"):
-        form.update(client_id=integration.auth_config["client_id"], client_secret=integration.oauth_client_secret())
-    try:
-        response = SESSIONS[TRUSTED].post(integration.auth_config["token_url"], data=form,
-                                          timeout=(settings.OUTBOUND_CONNECT_TIMEOUT, settings.OUTBOUND_CONNECT_TIMEOUT),
-                                          headers={"Accept": "application/json"})
-    except requests.RequestException:
-        raise UpstreamUnreachable("The OAuth2 token endpoint could not be reached.") from None
-    if response.status_code >= 500 or response.status_code == 429:
-        raise UpstreamUnreachable(f"The OAuth2 token endpoint failed (HTTP {response.status_code}); try again later.")
-    try:
-        token = response.json() if response.status_code == 200 else {}
-    except ValueError:
-        token = {}
-    if not isinstance(token, dict) or not isinstance(token.get("access_token"), str):
-        _mark_needs_reauth(connection, f"The OAuth2 token refresh was refused (HTTP {response.status_code}).")
-    refreshed = {**credentials, "access_token": token["access_token"]}
-    if token.get("refresh_token"):
-        refreshed["refresh_token"] = token["refresh_token"]
-    if isinstance(token.get("expires_in"), (int, float)):
-        refreshed["expires_at"] = int(time.time() + token["expires_in"])
-    else:
-        refreshed.pop("expires_at", None)
-    connection.credentials = refreshed
-    connection.save(update_fields=["credentials_ciphertext", "updated_at"])
-    log.info("Refreshed OAuth2 token of connection %s.", connection.pk)
-    return refreshed
-
-
-def _mark_needs_reauth(connection: Connection, why: str):
-    """Raise ConnectionUnusable; `fresh_credentials` records the status once the refresh transaction is rolled back."""
-    exc = ConnectionUnusable(f"Connection {connection.pk} needs re-authorization: {why}", Connection.STATUS_NEEDS_REAUTH)
-    exc.reauth_reason = why
-    raise exc
-
-
 def ensure_usable(connection: Connection) -> None:
     if connection.status == Connection.STATUS_NEEDS_REAUTH:
         raise ConnectionUnusable(f"Connection {connection.pk} needs re-authorization.", connection.status)
@@ -390,8 +308,8 @@ def send(connection: Connection, method: str, target: Target, headers: dict | No
     raises RateLimited (background: ratelimit.PermitDelayed)."""
     ensure_usable(connection)
     integration = connection.integration
-    credentials = fresh_credentials(connection)
     scheme = integration.scheme
+    credentials = scheme.fresh_credentials(connection)
     deadline = time.monotonic() + timeout
     sent_headers = clean_request_headers(headers or {})
     query = list(target.query)
@@ -473,7 +391,14 @@ def _redirect_policy(host: str) -> str:
     return PRIVATE_ALLOWED if settings.PASSTHROUGH_ALLOW_PRIVATE_OVERRIDES else PUBLIC_ONLY
 
 
-def _send_once(method, url, headers, body, policy, deadline, permit=None) -> UpstreamResponse:
+def send_trusted(method: str, url: str, headers: dict, body: bytes | None, *, timeout: float, max_bytes: int) -> UpstreamResponse:
+    """One request to a URL the operator configured (an OAuth2 token URL): no credentials injected, no rate-limit
+    permit, redirects not followed (a 3xx is returned as is), the answer capped at `max_bytes`."""
+    _split_url(url)
+    return _send_once(method, url, headers, body, TRUSTED, time.monotonic() + timeout, max_bytes=max_bytes)
+
+
+def _send_once(method, url, headers, body, policy, deadline, permit=None, max_bytes=None) -> UpstreamResponse:
     if permit is not None:
         deadline = permit.take(deadline)  # last step before the request leaves: the upstream sees no added burst
     remaining = deadline - time.monotonic()
@@ -497,10 +422,11 @@ def _send_once(method, url, headers, body, policy, deadline, permit=None) -> Ups
     if permit is not None:
         permit.observe(response.status_code, response.headers)
     with response:
-        return UpstreamResponse(response.status_code, _response_headers(response), _read_body(response, deadline))
+        return UpstreamResponse(response.status_code, _response_headers(response),
+                                _read_body(response, deadline, max_bytes or settings.OUTBOUND_MAX_RESPONSE_BYTES))
 
 
-def _read_body(response, deadline) -> bytes:
+def _read_body(response, deadline, max_bytes) -> bytes:
     chunks, size = [], 0
     try:
         while True:
@@ -515,8 +441,8 @@ def _read_body(response, deadline) -> bytes:
             if not chunk:
                 break
             size += len(chunk)
-            if size > settings.OUTBOUND_MAX_RESPONSE_BYTES:
-                raise UpstreamAnswerUnusable(f"The upstream response is larger than {settings.OUTBOUND_MAX_RESPONSE_BYTES} bytes.")
+            if size > max_bytes:
+                raise UpstreamAnswerUnusable(f"The upstream response is larger than {max_bytes} bytes.")
             chunks.append(chunk)
     except (SocketTimeout, requests.exceptions.ReadTimeout) as exc:
         raise UpstreamTimeout("The upstream did not finish its answer in time.") from exc

@@ -38,6 +38,9 @@ class Organization(models.Model):
     # After a rotation the replaced secret keeps signing (beside the new one) until this instant.
     webhook_previous_secret_ciphertext = models.TextField(blank=True, editable=False)
     webhook_previous_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    allowed_redirect_origins = models.JSONField(
+        default=list, blank=True,
+        help_text='Origins the connect flow may send end users back to (and that may embed it), e.g. ["https://app.example.com"].')
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -274,6 +277,8 @@ class Connection(models.Model):
     credentials_ciphertext = models.TextField(editable=False)
     account_token_prefix = models.CharField(max_length=TOKEN_PREFIX_LENGTH, db_index=True, editable=False)
     account_token_hash = models.CharField(max_length=64, editable=False)
+    # Encrypted, for the connect flow's public-token exchange and `connection.linked` webhook of a re-link.
+    account_token_ciphertext = models.TextField(blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -303,7 +308,12 @@ class Connection(models.Model):
         token = "at_" + secrets.token_urlsafe(32)
         self.account_token_prefix = token[: self.TOKEN_PREFIX_LENGTH]
         self.account_token_hash = token_hash(token)
+        self.account_token_ciphertext = crypto.encrypt_text(token)
         return token
+
+    def account_token(self) -> str:
+        """The account token, or "" for a connection made before tokens were kept encrypted."""
+        return crypto.decrypt_text(self.account_token_ciphertext) if self.account_token_ciphertext else ""
 
     def secret_values(self) -> list[str]:
         return self.integration.scheme.secret_values(self.credentials)
@@ -314,6 +324,49 @@ class Connection(models.Model):
         if _last_used_outdated(self.last_used_at, now):
             Connection.objects.filter(pk=self.pk).update(last_used_at=now)
             self.last_used_at = now
+
+
+class ConnectSession(models.Model):
+    """One end user's visit to the hosted connect page, from the developer's request to the public token.
+
+    The session token (in the page URL), the OAuth2 `state` and the public token are stored as SHA-256 hashes; the
+    PKCE verifier encrypted. A session ends when it produces a connection (`completed_at`).
+    """
+
+    TOKEN_PREFIX, PUBLIC_TOKEN_PREFIX = "cs_", "pt_"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="connect_sessions")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    end_user_id = models.CharField(max_length=255)
+    end_user_email = models.CharField(max_length=255, blank=True)
+    end_user_organization_name = models.CharField(max_length=255, blank=True)
+    integrations = models.ManyToManyField(Integration, related_name="+")
+    redirect_url = models.URLField(max_length=2000, blank=True)
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, null=True, blank=True, related_name="+",
+                                   help_text="Set for a reconnect, and once the flow produced a connection.")
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    oauth_state_hash = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
+    oauth_browser_hash = models.CharField(max_length=64, blank=True, editable=False)
+    oauth_verifier_ciphertext = models.TextField(blank=True, editable=False)
+    oauth_integration = models.ForeignKey(Integration, on_delete=models.CASCADE, null=True, blank=True, related_name="+",
+                                          editable=False)
+    oauth_started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    public_token_hash = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
+    public_token_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.end_user_id} ({self.organization})"
+
+    @property
+    def state(self) -> str:
+        if self.completed_at:
+            return "used"
+        return "expired" if self.expires_at <= timezone.now() else "open"
 
 
 class WebhookDelivery(models.Model):

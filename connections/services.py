@@ -2,11 +2,11 @@
 
 from django.db import transaction
 
+from connections import lifecycle
 from connections.catalog import validate_entry
 from connections.models import ApiKey, Connection, Integration, Organization
 from integration_platform.errors import InvalidInput, NotFound
 from integration_platform.validation import named_entries_problems
-from syncing.services import connection_linked
 
 AUTH_CONFIG_SECRET_KEYS = ("client_secret",)
 
@@ -80,8 +80,9 @@ def connection_create(*, organization, integration_slug, end_user_id, credential
     )
     connection.credentials = credentials
     token = connection.issue_account_token()
-    connection.save()
-    connection_linked(connection)
+    with transaction.atomic():
+        connection.save()
+        lifecycle.announce(lifecycle.LINKED, connection, account_token=token)
     return connection, token
 
 

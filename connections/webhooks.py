@@ -150,6 +150,14 @@ def webhook_send(organization, event: str, *, data: dict, connection: Connection
     return delivery
 
 
+def announce_linked(connection: Connection, *, account_token: str = "", **details) -> None:
+    """`connection.linked` (also on a re-link by the connect flow), with the account token as Merge's webhook has."""
+    webhook_send(connection.organization, "connection.linked", connection=connection,
+                 data={"connection_id": str(connection.pk), "integration_slug": connection.integration.slug,
+                       "end_user_id": connection.end_user_id, "account_token": account_token,
+                       "sync_models": [model["name"] for model in connection.integration.sync_models]})
+
+
 def _enqueue(delivery_id, delay_seconds: float = 0) -> None:
     from connections.tasks import deliver_webhook
 

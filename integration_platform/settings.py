@@ -207,6 +207,11 @@ PASSTHROUGH_RETRY_BASE_SECONDS = env.float("PASSTHROUGH_RETRY_BASE_SECONDS", def
 # Let user-chosen override hosts reach private/loopback networks (link-local and metadata addresses: never).
 PASSTHROUGH_ALLOW_PRIVATE_OVERRIDES = env.bool("PASSTHROUGH_ALLOW_PRIVATE_OVERRIDES", default=False)
 OAUTH_REFRESH_MARGIN_SECONDS = env.int("OAUTH_REFRESH_MARGIN_SECONDS", default=60)
+# Connect flow: origins every organization may redirect end users to (beside each organization's own list), and the
+# public URL of this server (OAuth2 redirect URI, connect links); empty: taken from each request.
+CONNECT_ALLOWED_REDIRECT_ORIGINS = env.str("CONNECT_ALLOWED_REDIRECT_ORIGINS", default="")
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="")
+CSRF_FAILURE_VIEW = "connections.connect_views.csrf_failure"
 # Request bodies for passthrough may be large; refused above this with 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BODY_BYTES", default=20 * 1024 * 1024)
 

@@ -6,7 +6,15 @@ from rest_framework.routers import SimpleRouter
 from console.views import dashboard_view, metrics_view
 from django_dramatiq.models import Task
 from integration_platform.echo import echo
-from connections.api.views import ConnectionViewSet, FunctionViewSet, IntegrationViewSet, WebhookSecretView, WebhookSettingsView
+from connections.api.views import (
+    ConnectionViewSet,
+    ConnectSessionView,
+    FunctionViewSet,
+    IntegrationViewSet,
+    PublicTokenView,
+    WebhookSecretView,
+    WebhookSettingsView,
+)
 from passthrough.api.passthrough_views import (
     AsyncPassthroughResultView,
     AsyncPassthroughView,
@@ -44,6 +52,10 @@ urlpatterns = [
     re_path(r"^api/v1/(?P<name>[a-z0-9][a-z0-9-]*-passthrough-request)/?$", FunctionView.as_view(), name="function-by-app"),
     re_path(r"^api/v1/webhook/?$", WebhookSettingsView.as_view(), name="webhook-settings"),
     re_path(r"^api/v1/webhook/secret/?$", WebhookSecretView.as_view(), name="webhook-secret"),
+    re_path(r"^api/v1/connect/sessions/?$", ConnectSessionView.as_view(), name="connect-sessions"),
+    re_path(r"^api/v1/connect/public-tokens/(?P<public_token>[^/]+)/?$", PublicTokenView.as_view(),
+            name="connect-public-token"),
+    path("connect/", include("connections.connect_urls")),
     path("api/v1/", include("syncing.api.urls")),
     path("api/v1/", include(router.urls)),
     path("merge/api/", include("passthrough.dialects.merge")),

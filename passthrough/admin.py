@@ -9,7 +9,6 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from integration_platform.metrics import outcome_of
-from passthrough.async_passthrough import async_passthrough_retry
 from passthrough.models import AsyncPassthroughRequest, FunctionCall
 
 # Outcome classes of a logged call: the triage filter, the dashboard and /metrics use the same ones.
@@ -211,7 +210,6 @@ class AsyncPassthroughRequestAdmin(EvidenceAdmin):
     list_select_related = ["organization", "connection__integration"]
     exclude = ["request", "result"]
     readonly_fields = ["last_error", "attempt_calls", "request_json", "result_json"]
-    actions = ["retry"]
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields if f.name not in self.exclude] + self.readonly_fields
@@ -246,11 +244,3 @@ class AsyncPassthroughRequestAdmin(EvidenceAdmin):
     @admin.display(description="Result")
     def result_json(self, obj):
         return format_html("<pre>{}</pre>", json.dumps(obj.result, indent=2)[:20000]) if obj.result else "-"
-
-    @admin.action(description="Retry selected failed requests", permissions=["retry"])
-    def retry(self, request, queryset):
-        retried = sum(async_passthrough_retry(item) for item in queryset)
-        self.message_user(request, f"Queued {retried} request(s) again.")
-
-    def has_retry_permission(self, request):
-        return request.user.has_perm("passthrough.change_asyncpassthroughrequest")

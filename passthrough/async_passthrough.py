@@ -259,16 +259,3 @@ def retrieval_allowed(request_id) -> None:
         started = cache.get(key, now)  # another retrieval took this window a moment ago
     retry_after = max(1, math.ceil(interval - (now - started)))
     raise RateLimited(f"Results of one receipt may be fetched once every {interval} s.", retry_after=retry_after)
-
-
-def async_passthrough_retry(request: AsyncPassthroughRequest) -> bool:
-    """Run a failed request again with a fresh deadline (operators, from the admin). False if it had not failed, or
-    if its stored envelope is gone (it is deleted when a request finishes, for its secrets' sake)."""
-    retried = AsyncPassthroughRequest.objects.filter(pk=request.pk, status=AsyncPassthroughRequest.FAILED).exclude(
-        request_ciphertext="").update(
-        status=AsyncPassthroughRequest.PENDING, result=None, error="", finished_at=None, claimed_at=None,
-        next_attempt_at=None, attempts=0,
-        deadline_at=timezone.now() + timedelta(seconds=settings.ASYNC_PASSTHROUGH_DEADLINE_SECONDS))
-    if retried:
-        transaction.on_commit(lambda: enqueue(request.pk))
-    return bool(retried)

@@ -107,6 +107,15 @@ def function_call_record(exchange: client.Exchange, *, connection: Connection, d
     return call
 
 
+def verify_call_record(exchange: client.Exchange, probe: Connection) -> None:
+    """Log the connect flow's `verify` request of typed credentials, redacted like any call. `probe` is unsaved: the
+    connection being re-linked (its id), or none yet."""
+    call = function_call_row(exchange, connection=probe, dialect=FunctionCall.DIALECT_NATIVE, mode=FunctionCall.MODE_SYNC)
+    if probe.pk is None:
+        call.connection = None
+    call.save(force_insert=True)
+
+
 def passthrough_function_ids(integration_id):
     """The id of the integration's passthrough function (the first by name), as a query."""
     return Function.objects.filter(integration_id=integration_id, type=Function.TYPE_PASSTHROUGH).order_by("name").values("pk")

@@ -4,6 +4,7 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
+from connections.admin import ConnectionAdmin
 from integration_platform.errors import PlatformError
 from passthrough.admin import EvidenceAdmin, changelist_url, seconds
 from passthrough.models import FunctionCall
@@ -24,6 +25,20 @@ def connections_sync(request, connections, *, full: bool, notify) -> None:
     notify(request, f"{kind} asked for {asked} connection(s); it runs in a worker.")
     if refused:
         notify(request, "Not synced: " + "; ".join(refused), level=messages.WARNING)
+
+
+@admin.action(description="Sync now (every enabled model)", permissions=["change"])
+def sync_now(modeladmin, request, queryset):
+    connections_sync(request, queryset, full=False, notify=modeladmin.message_user)
+
+
+@admin.action(description="Full resync (fetch everything, detect deletions)", permissions=["change"])
+def full_resync(modeladmin, request, queryset):
+    connections_sync(request, queryset, full=True, notify=modeladmin.message_user)
+
+
+# The connections app knows nothing of syncing: syncing adds its actions to the connection admin.
+ConnectionAdmin.actions = [*ConnectionAdmin.actions, sync_now, full_resync]
 
 
 @admin.register(SyncState)

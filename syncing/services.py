@@ -115,9 +115,9 @@ def sync_request(connection: Connection, models=None, *, full: bool = False, tri
         return sync_statuses(connection)
 
 
-def connection_linked(connection: Connection) -> None:
-    """A connection was created: announce it (`connection.linked`) and start the first, full run of every model
-    that syncs on a schedule (manual-only models wait to be asked)."""
+def connection_linked(connection: Connection, **details) -> None:
+    """A connection was created (lifecycle LINKED): start the first, full run of every model that syncs on a
+    schedule (manual-only models wait to be asked)."""
     with transaction.atomic():
         states = ensure_states(connection)
         specs = {spec.name: spec for spec in sync_model_specs(connection.integration)}
@@ -125,9 +125,6 @@ def connection_linked(connection: Connection) -> None:
         if scheduled:
             SyncState.objects.filter(pk__in=scheduled).update(next_sync_at=None)
             _ask(scheduled, full=True, trigger="link")
-        webhook_send(connection.organization, "connection.linked", connection=connection,
-                     data={"connection_id": str(connection.pk), "integration_slug": connection.integration.slug,
-                           "sync_models": list(states)})
 
 
 # --- Running -------------------------------------------------------------------------------------------------------

@@ -167,3 +167,14 @@ def synced_connection(alice, sync_upstream, monkeypatch):
     connection, token = make_connection(alice.organization, integration)
     services.sync_now(connection, "contacts")
     return connection, token
+
+
+@pytest.fixture(scope="session")
+def oauth_provider(tmp_path_factory, live_server):
+    """A real OAuth2 authorization server (django-oauth-toolkit) on 127.0.0.1, its client registered for our callback
+    under the test client (`testserver`) and the live server. Its user: tests.oauth_provider.USERNAME/PASSWORD."""
+    from tests.oauth_provider import serve
+
+    callbacks = ["http://testserver/connect/oauth/callback", f"{live_server.url}/connect/oauth/callback"]
+    with serve(tmp_path_factory.mktemp("oauth-provider"), callbacks) as provider:
+        yield provider

@@ -16,7 +16,7 @@ from connections.models import ApiKey, Connection, Integration, Organization, We
 from passthrough.models import AsyncPassthroughRequest, FunctionCall
 from syncing.models import Record, SyncRun, SyncState
 from tests.factories import make_connection, make_function_call, make_integration
-from tests.test_admin import admin_url, integration_form
+from tests.test_admin import admin_url, integration_form, secret_shown_once
 
 
 @pytest.fixture
@@ -152,15 +152,6 @@ class TestActionsNeedTheirPermission:
         alice.api_key.refresh_from_db()
         assert alice.api_key.revoked_at is None
 
-    def test_view_only_user_cannot_retry_an_async_request(self, viewer_client, alice_connection):
-        connection, _ = alice_connection
-        failed = AsyncPassthroughRequest.objects.create(
-            organization=connection.organization, connection=connection, dialect="native", request={"method": "GET"},
-            status=AsyncPassthroughRequest.FAILED, error="HTTP 500", deadline_at=timezone.now())
-        self.run_action(viewer_client, AsyncPassthroughRequest, "retry", failed.pk)
-        failed.refresh_from_db()
-        assert failed.status == AsyncPassthroughRequest.FAILED
-
     def test_view_only_user_cannot_replay_a_webhook(self, viewer_client, alice):
         delivery = WebhookDelivery.objects.create(organization=alice.organization, event="e", url="https://h.test",
                                                   payload={}, status=WebhookDelivery.FAILED, attempts=6)
@@ -188,9 +179,7 @@ class TestActionsNeedTheirPermission:
         response = self.run_action(admin_client, Organization, "rotate_webhook_secret", alice.organization.pk)
         alice.organization.refresh_from_db()
         new = alice.organization.webhook_secret()
-        assert new != old and new.startswith("whsec_")
-        assert new in response.content.decode()
-        assert response["Cache-Control"].startswith("max-age=0") or "no-store" in response["Cache-Control"]
+        assert new != old and secret_shown_once(response, admin_client, r"whsec_[A-Za-z0-9+/=]+") == new
         assert alice.organization.webhook_previous_secret_expires_at - timezone.now() > timedelta(hours=23)
 
     def test_a_user_with_the_change_permission_can_revoke(self, client, alice):

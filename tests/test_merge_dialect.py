@@ -103,7 +103,7 @@ class TestRouting:
 
     @pytest.mark.parametrize("method,path", [
         ("get", "crm/v1/contacts"), ("get", "hris/v1/employees"), ("post", "crm/v1/account-token/regenerate"),
-        ("get", "calendar/v1/linked-accounts/123"), ("get", "crm/v1/field-mappings"), ("post", "crm/v1/link-token"),
+        ("get", "calendar/v1/linked-accounts/123"), ("get", "crm/v1/field-mappings"),
         ("get", "nothing-here"), ("delete", "crm/v2/passthrough"),
     ])
     def test_endpoints_not_offered_are_json_404(self, alice, method, path):
@@ -476,7 +476,7 @@ class TestAccountDetails:
 
 class TestAccountToken:
     @pytest.mark.parametrize("public_token", ["pt_abc123", "regenerate", "0"])
-    def test_every_public_token_is_404_until_the_connect_flow_exists(self, alice, public_token):
+    def test_an_unknown_public_token_is_404(self, alice, public_token):
         response = alice.client.get(url(f"account-token/{public_token}"))
         assert assert_merge_error(response, 404) == {"detail": "Not found."}
 

@@ -13,9 +13,10 @@ import pytest
 from django import db
 from django.db.utils import OperationalError
 
-from connections import client
+from connections import client, oauth2
 from connections.models import Connection
-from integration_platform.errors import ConnectionUnusable, UpstreamUnreachable
+from connections.oauth2 import TOKEN_ANSWER_MAX_BYTES
+from integration_platform.errors import ConnectionUnusable, UpstreamAnswerUnusable, UpstreamUnreachable
 from passthrough import services
 from passthrough.models import FunctionCall
 from tests.factories import make_connection, make_integration
@@ -184,6 +185,18 @@ def test_refused_refresh_marks_the_connection_needs_reauth(alice, upstream):
     assert Connection.objects.get(pk=connection.pk).status == Connection.STATUS_NEEDS_REAUTH
 
 
+def test_refused_refresh_is_announced_as_needs_reauth(alice, upstream, monkeypatch):
+    from connections import lifecycle
+
+    announced = []
+    monkeypatch.setitem(lifecycle._subscribers, lifecycle.NEEDS_REAUTH, [lambda connection, **_: announced.append(connection.pk)])
+    with token_server(status=400, body=INVALID_GRANT) as tokens:
+        connection, _ = oauth_connection(alice.organization, oauth_integration(upstream, tokens))
+        with pytest.raises(ConnectionUnusable):
+            call(connection)
+    assert announced == [connection.pk]
+
+
 def test_refused_refresh_is_a_clear_4xx_from_the_api(alice, upstream):
     with token_server(status=400, body=INVALID_GRANT) as tokens:
         _, token = oauth_connection(alice.organization, oauth_integration(upstream, tokens))
@@ -260,7 +273,7 @@ def test_refresh_secrets_never_reach_the_log(alice):
 # --- Concurrency -----------------------------------------------------------------------------------------------------
 
 def fresh_credentials_waiting_like_sqlite(connection, patience=60.0):
-    """`client.fresh_credentials`, waiting out SQLite write locks.
+    """`oauth2.fresh_credentials`, waiting out SQLite write locks.
 
     On the SQLite leg the test database is in memory with a shared cache, where a second `BEGIN IMMEDIATE` fails at once
     ("database table is locked") instead of waiting as the production file database does (busy timeout). Wait here the
@@ -269,7 +282,7 @@ def fresh_credentials_waiting_like_sqlite(connection, patience=60.0):
     deadline = time.monotonic() + patience
     while True:
         try:
-            return client.fresh_credentials(connection)
+            return oauth2.fresh_credentials(connection)
         except OperationalError as exc:
             if db.connection.vendor != "sqlite" or "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
@@ -303,3 +316,49 @@ def test_concurrent_calls_on_one_expired_connection_refresh_exactly_once(transac
     assert seen == [NEW] * threads_count
     assert Connection.objects.get(pk=connection.pk).credentials["access_token"] == NEW
 
+
+
+# --- The refresh goes through the guarded send path: no redirects, capped answer -----------------------------------
+
+def redirecting_token_server(location):
+    return LocalServer(lambda received: reply(307, [("Location", location)]))
+
+
+def test_a_redirect_from_the_token_endpoint_is_not_followed_with_the_secrets(alice, upstream):
+    with LocalServer(TokenEndpoint()) as elsewhere, redirecting_token_server(f"{elsewhere.url}/collect") as tokens:
+        connection, _ = oauth_connection(alice.organization, oauth_integration(upstream, tokens))
+        with pytest.raises(ConnectionUnusable):
+            call(connection)
+    assert len(tokens.requests) == 1
+    assert elsewhere.requests == []  # neither the refresh token nor the client secret went anywhere else
+    assert not upstream.requests
+
+
+@pytest.mark.parametrize("host", ["2130706433", "127.1", "[::ffff:127.0.0.1]"])
+def test_a_redirect_to_a_loopback_spelling_is_not_followed(alice, upstream, network_guard, host):
+    with LocalServer(TokenEndpoint()) as elsewhere, \
+            redirecting_token_server(f"http://{host}:{elsewhere.port}/collect") as tokens:
+        connection, _ = oauth_connection(alice.organization, oauth_integration(upstream, tokens))
+        with pytest.raises(ConnectionUnusable):
+            call(connection)
+    assert elsewhere.requests == [] and network_guard.lookups == []
+
+
+def test_a_redirect_to_a_private_address_is_never_connected_to(alice, upstream, network_guard):
+    network_guard.decoys.add("10.0.0.7")
+    with redirecting_token_server("http://10.0.0.7/collect") as tokens:
+        connection, _ = oauth_connection(alice.organization, oauth_integration(upstream, tokens))
+        with pytest.raises(ConnectionUnusable):
+            call(connection)
+    assert network_guard.remote_connects() == []
+
+
+def test_an_oversized_token_answer_is_refused_and_nothing_is_stored(alice, upstream):
+    body = {"access_token": NEW, "expires_in": 3600, "padding": "x" * TOKEN_ANSWER_MAX_BYTES}
+    with token_server(body=body) as tokens:
+        connection, _ = oauth_connection(alice.organization, oauth_integration(upstream, tokens))
+        with pytest.raises(UpstreamAnswerUnusable):
+            call(connection)
+    stored = Connection.objects.get(pk=connection.pk)
+    assert (stored.credentials["access_token"], stored.status) == (OLD, Connection.STATUS_ACTIVE)
+    assert not upstream.requests

@@ -443,6 +443,7 @@ def test_creating_a_connection_sends_connection_linked(alice, sync_upstream):
     delivery = WebhookDelivery.objects.get(event="connection.linked")
     assert delivery.payload["linked_account"]["id"] == str(connection.pk)
     assert delivery.payload["data"] == {"connection_id": str(connection.pk), "integration_slug": "upstream",
+                                        "end_user_id": connection.end_user_id, "account_token": connection.account_token(),
                                         "sync_models": ["contacts"]}
 
 

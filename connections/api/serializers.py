@@ -58,3 +58,27 @@ class WebhookSettingsSerializer(serializers.Serializer):
 class WebhookSecretSerializer(serializers.Serializer):
     secret = serializers.CharField(read_only=True, help_text="whsec_…: shown once; the previous secret keeps "
                                                              "verifying for 24 h.")
+
+
+class ConnectSessionCreateSerializer(serializers.Serializer):
+    end_user_id = serializers.CharField(max_length=255)
+    end_user_email = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    end_user_organization_name = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    integrations = serializers.ListField(child=serializers.CharField(max_length=100), required=False, default=list)
+    redirect_url = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+    connection_id = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1, max_value=2**63 - 1)
+    expires_in_minutes = serializers.IntegerField(required=False, default=30,
+                                                  help_text="Lifetime of the session, 1 to 10080 minutes.")
+
+
+class ConnectSessionCreatedSerializer(serializers.Serializer):
+    token = serializers.CharField(help_text="Opaque; shown once.")
+    connect_url = serializers.URLField(help_text="Send the end user's browser here.")
+    expires_at = serializers.DateTimeField()
+
+
+class PublicTokenExchangeSerializer(serializers.Serializer):
+    account_token = serializers.CharField()
+    connection_id = serializers.IntegerField()
+    integration = serializers.CharField(help_text="Integration slug.")
+    end_user_id = serializers.CharField()

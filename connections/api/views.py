@@ -3,16 +3,20 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from connections import services, webhooks
+from connections import connect, services, webhooks
 from connections.api.serializers import (
+    ConnectSessionCreatedSerializer,
+    ConnectSessionCreateSerializer,
     ConnectionCreatedSerializer,
     ConnectionCreateSerializer,
     ConnectionSerializer,
     FunctionSerializer,
     IntegrationSerializer,
+    PublicTokenExchangeSerializer,
     WebhookSecretSerializer,
     WebhookSettingsSerializer,
 )
+from connections.connect_views import connect_url
 from connections.models import Connection, Function, Integration
 from integration_platform.errors import InvalidInput
 
@@ -123,3 +127,25 @@ class WebhookSecretView(APIView):
     def post(self, request):
         secret = webhooks.webhook_secret_rotate(request.user.organization)
         return Response({"secret": secret}, status=status.HTTP_201_CREATED)
+
+
+class ConnectSessionView(APIView):
+    """Open a connect session: the hosted page where an end user links an account (connect.md §1)."""
+
+    @extend_schema(request=ConnectSessionCreateSerializer, responses={201: ConnectSessionCreatedSerializer})
+    def post(self, request):
+        payload = ConnectSessionCreateSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        session, token = connect.session_create(request.user.organization, **payload.validated_data)
+        return Response({"token": token, "connect_url": connect_url(request, token),
+                         "expires_at": session.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ")}, status=status.HTTP_201_CREATED)
+
+
+class PublicTokenView(APIView):
+    """Exchange the public token the connect flow handed the end user's browser for the account token (1 h, repeatable)."""
+
+    @extend_schema(responses={200: PublicTokenExchangeSerializer})
+    def get(self, request, public_token):
+        connection = connect.public_token_exchange(request.user.organization, public_token).connection
+        return Response({"account_token": connection.account_token(), "connection_id": connection.pk,
+                         "integration": connection.integration.slug, "end_user_id": connection.end_user_id})

@@ -31,6 +31,7 @@ urlpatterns = [
     endpoint("account-details", views.AccountDetailsView, "merge-account-details"),
     endpoint("linked-accounts", views.LinkedAccountsView, "merge-linked-accounts"),
     endpoint("account-token/(?P<public_token>[^/]+)", views.AccountTokenView, "merge-account-token"),
+    endpoint("link-token", views.LinkTokenView, "merge-link-token"),
     endpoint("delete-account", views.DeleteAccountView, "merge-delete-account"),
     endpoint("sync-status", views.SyncStatusView, "merge-sync-status"),
     endpoint("sync-status/resync", views.ResyncView, "merge-resync"),

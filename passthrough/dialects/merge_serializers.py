@@ -170,4 +170,22 @@ AccountToken = inline_serializer("MergeAccountToken", {
     }),
 })
 
+
+
+class LinkTokenRequest(serializers.Serializer):
+    """The SDK's EndUserDetailsRequest: the fields the connect flow uses; the others are accepted and ignored."""
+
+    end_user_origin_id = serializers.CharField(max_length=255)
+    end_user_email_address = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    end_user_organization_name = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    categories = serializers.ListField(child=serializers.CharField(max_length=50), required=False, default=list)
+    integration = serializers.CharField(max_length=100, required=False, allow_null=True, default=None)
+    link_expiry_mins = serializers.IntegerField(required=False, allow_null=True, default=None)
+
+
+LinkToken = inline_serializer("MergeLinkToken", {
+    "link_token": serializers.CharField(), "integration_name": serializers.CharField(allow_null=True),
+    "magic_link_url": serializers.URLField(),
+})
+
 AsyncReceipt = inline_serializer("MergeAsyncPassthroughReceipt", {"async_passthrough_receipt_id": serializers.UUIDField()})

@@ -22,12 +22,13 @@ from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from connections import connect
+from connections.connect_views import connect_url
 from connections.models import Connection
 from connections.services import connection_delete
 from integration_platform.errors import (
     InvalidInput,
     NotAuthenticated,
-    NotFound,
     PlatformError,
     UpstreamAnswerUnusable,
     UpstreamTimeout,
@@ -36,7 +37,7 @@ from integration_platform.errors import (
 from integration_platform.validation import safe_id
 from passthrough import async_passthrough, envelopes, services
 from passthrough.dialects.merge_serializers import (
-    ACCOUNT_STATUSES, EMPTY, ERROR, AccountToken, AsyncReceipt, MergeAccountDetailsSerializer, MergeLinkedAccountSerializer,
+    ACCOUNT_STATUSES, EMPTY, ERROR, AccountToken, AsyncReceipt, LinkToken, LinkTokenRequest, MergeAccountDetailsSerializer, MergeLinkedAccountSerializer,
     MergeLinkedAccountsQuerySerializer, MergeSyncStatusSerializer, PassthroughRequest, RemoteResponse)
 from passthrough.connection_lookup import account_token, caller_secrets, connection_by_account_token
 from passthrough.formats import remote_response
@@ -307,13 +308,36 @@ class LinkedAccountsView(MergeView, ListAPIView):
         return super().get(request, *args, **kwargs)
 
 
+class LinkTokenView(MergeView):
+    """A connect session in Merge's shape (connect.md §1): `magic_link_url` is the hosted page."""
+
+    @extend_schema(operation_id="merge_link_token_create", request=LinkTokenRequest, parameters=[CATEGORY],
+                   responses={200: LinkToken, 400: ERROR, 401: ERROR}, tags=["merge"])
+    def post(self, request, category):
+        payload = LinkTokenRequest(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        session, token = connect.session_create(
+            request.user.organization, end_user_id=data["end_user_origin_id"],
+            end_user_email=data["end_user_email_address"], end_user_organization_name=data["end_user_organization_name"],
+            integrations=[data["integration"]] if data["integration"] else None, categories=data["categories"],
+            expires_in_minutes=data["link_expiry_mins"])
+        offered = list(session.integrations.all()[:2])
+        return Response({"link_token": token, "integration_name": offered[0].name if len(offered) == 1 else None,
+                         "magic_link_url": connect_url(request, token)})
+
+
 class AccountTokenView(MergeView):
-    """Exchange a connect flow's public token for the account token. There is no connect flow yet: always 404."""
+    """Exchange a connect flow's public token for the account token (valid 1 h, repeatable; merge.md §6)."""
 
     @extend_schema(operation_id="merge_account_token_retrieve", parameters=[CATEGORY],
                    responses={200: AccountToken, 401: ERROR, 404: ERROR}, tags=["merge"])
     def get(self, request, category, public_token):
-        raise NotFound("Not found.")
+        connection = connect.public_token_exchange(request.user.organization, public_token).connection
+        integration = connection.integration
+        return Response({"account_token": connection.account_token(), "id": str(connection.pk),
+                         "integration": {"name": integration.name, "slug": integration.slug,
+                                         "categories": integration.categories}})
 
 
 class DeleteAccountView(MergeView):

@@ -5,7 +5,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from connections import services
+from connections import connect, services
 from connections.models import ApiKey, Connection, Integration, Organization
 from integration_platform.commands import JsonCommand
 from passthrough.models import FunctionCall
@@ -66,6 +66,10 @@ class Command(JsonCommand):
             end_user_id="demo-user", credentials={"token": "demo-secret-token"}, label="Demo echo account",
         )
         demo_calls(connection, base_url)
+        # A week-long link for a second demo user: open it to link an account through the hosted connect page.
+        _, connect_token = connect.session_create(connection.organization, end_user_id="demo-user-2",
+                                                  expires_in_minutes=connect.SESSION_MINUTES_MAX)
+        connect_url = f"{base_url}/connect/{connect_token}"
         # The first sync's message went to this command's in-memory broker: let the server's scheduler send it again
         # on its first round instead of after SYNC_REQUEUE_AFTER_SECONDS.
         SyncState.objects.filter(connection=connection, requested_at__isnull=False).update(
@@ -76,8 +80,9 @@ class Command(JsonCommand):
             f"  API docs:       {base_url}/api/docs/\n"
             f"  API key:        {full_key}\n"
             f"  Connection:     id {connection.pk} (echo), account token {account_token}\n"
+            f"  Connect link:   {connect_url}\n"
             "\n"
             f"  curl -H 'Authorization: Bearer {full_key}' {base_url}/api/v1/integrations\n"
         )
         return {"admin_user": "admin", "admin_password": password, "key": full_key, "key_id": api_key.key_id,
-                "connection_id": connection.pk, "account_token": account_token}
+                "connection_id": connection.pk, "account_token": account_token, "connect_url": connect_url}
