@@ -1,5 +1,6 @@
 """The Function admin: browse, search, enable/disable, schema view, and the OpenAPI import on an integration's page."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -78,5 +79,6 @@ def test_import_of_an_invalid_document_says_where_and_writes_nothing(admin_clien
     answer = admin_client.post(reverse("admin:functions_function_import_openapi"), {
         "integration": "zoo", "document": SimpleUploadedFile("bad.json", b'{"openapi": "3.1.0", "paths": {}}')})
     assert answer.status_code == 200
-    assert "&#x27;info&#x27; is a required property" in answer.content.decode()
+    # The validator's wording quotes the property with ' or " (jsonschema, or jsonschema_rs where installed).
+    assert re.search(r"(&#x27;|&quot;)info(&#x27;|&quot;) is a required property", answer.content.decode())
     assert zoo.functions.count() == 1
