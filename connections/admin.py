@@ -55,6 +55,13 @@ class ShowsSecretOnce:
             return super().response_add(request, obj, post_url_continue)
         return self.secret_page(request, obj, secret, title="added", intro="was added successfully.")
 
+    def selected_one(self, request, queryset, why: str):
+        """The one object an action that shows a secret acts on (None, with a message, when the selection is not one)."""
+        if queryset.count() != 1:
+            self.message_user(request, f"Select one {self.model._meta.verbose_name}: {why}", level="warning")
+            return None
+        return queryset.get()
+
     def secret_page(self, request, obj, secret, *, title: str, intro: str, label: str = ""):
         opts = self.model._meta
         context = {
@@ -78,10 +85,9 @@ class OrganizationAdmin(ShowsSecretOnce, admin.ModelAdmin):
 
     @admin.action(description="Rotate the webhook secret (the old one keeps signing for 24 h)", permissions=["change"])
     def rotate_webhook_secret(self, request, queryset):
-        if queryset.count() != 1:
-            self.message_user(request, "Select one organization: its new secret is shown once.", level="warning")
+        organization = self.selected_one(request, queryset, "its new secret is shown once.")
+        if organization is None:
             return None
-        organization = queryset.get()
         return self.secret_page(request, organization, webhook_secret_rotate(organization), title="webhook secret rotated",
                                 intro="signs webhooks with this new secret; the previous one keeps signing beside it for 24 h.")
 
@@ -382,10 +388,9 @@ class ConnectionAdmin(ShowsSecretOnce, admin.ModelAdmin):
 
     @admin.action(description="Copy a connect link to re-link the selected connection", permissions=["change"])
     def reconnect_link(self, request, queryset):
-        if queryset.count() != 1:
-            self.message_user(request, "Select one connection: its connect link is shown once.", level="warning")
+        connection = self.selected_one(request, queryset.select_related("organization"), "its connect link is shown once.")
+        if connection is None:
             return None
-        connection = queryset.select_related("organization").get()
         _, token = connect.session_create(connection.organization, end_user_id=connection.end_user_id,
                                           connection_id=connection.pk)
         return self.secret_page(request, connection, connect_url(request, token), title="connect link",

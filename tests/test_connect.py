@@ -534,7 +534,7 @@ def test_merge_sdk_link_token_categories_narrow_the_offer(merge_sdk, alice, live
 
 def test_setup_demo_prints_a_working_connect_link(db):
     from connections import services
-    from connections.management.commands.setup_demo import Command
+    from console.management.commands.setup_demo import Command
     from tests.servers import ROOT
 
     services.catalog_load(json.loads((ROOT / "catalog" / "demo.json").read_text()))

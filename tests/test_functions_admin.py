@@ -4,7 +4,6 @@ import re
 from pathlib import Path
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.urls import reverse
@@ -13,12 +12,6 @@ from connections.models import Function
 from tests.factories import make_integration
 
 ZOO = Path(__file__).resolve().parent / "fixtures" / "openapi" / "zoo-3.1.json"
-
-
-@pytest.fixture
-def admin_client(db, client):
-    client.force_login(get_user_model().objects.create_superuser("admin", "admin@example.test", password=None))
-    return client
 
 
 @pytest.fixture
