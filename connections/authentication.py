@@ -5,6 +5,8 @@ import hmac
 from rest_framework import authentication, exceptions
 
 from connections.models import ApiKey, token_hash
+from integration_platform.errors import InvalidInput
+from integration_platform.validation import header_value
 
 
 class ApiCaller:
@@ -44,14 +46,21 @@ def bearer_value(header: str) -> str:
     return rest.strip() if scheme.lower() == "bearer" else header
 
 
+def bearer_token(request) -> str:
+    """The API key of a request's `Authorization` header; "" when absent, or not printable ASCII (no key is)."""
+    try:
+        return bearer_value(header_value(request, "Authorization") or "")
+    except InvalidInput:
+        return ""
+
+
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     """`Authorization: Bearer <api key>`."""
 
     def authenticate(self, request):
-        header = request.META.get("HTTP_AUTHORIZATION", "")
-        if not header:
+        if not request.headers.get("Authorization"):
             return None
-        api_key = api_key_from_secret(bearer_value(header))
+        api_key = api_key_from_secret(bearer_token(request))
         if api_key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
         return ApiCaller(api_key), api_key

@@ -25,7 +25,7 @@ from django.views.decorators.csrf import csrf_exempt
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION
 from pydantic import ValidationError
 
-from connections.authentication import api_key_from_secret, bearer_value
+from connections.authentication import api_key_from_secret, bearer_token
 from connections.models import Connection
 from functions import services
 from integration_platform.errors import InvalidInput, NotAuthenticated, PlatformError, native_body
@@ -65,7 +65,7 @@ def origin_allowed(request) -> bool:
 
 def authenticated_connection(request) -> Connection:
     """`Authorization: Bearer <API key>` and `X-Account-Token`: the connection whose functions are the tools."""
-    api_key = api_key_from_secret(bearer_value(request.META.get("HTTP_AUTHORIZATION", "")))
+    api_key = api_key_from_secret(bearer_token(request))
     if api_key is None:
         raise NotAuthenticated("Invalid or missing API key.")
     try:

@@ -1,6 +1,6 @@
 """Finding the connection a native or Merge-style call is for, within the caller's organization."""
 
-from connections.authentication import bearer_value
+from connections.authentication import bearer_token
 from connections.models import Connection
 from integration_platform.errors import InvalidInput, NotAuthenticated, NotFound
 from integration_platform.validation import header_value, safe_id
@@ -49,4 +49,4 @@ def native_connection(request, payload) -> Connection:
 
 def caller_secrets(request) -> tuple[str, ...]:
     """Our API key and the account token of this call: secrets too, wherever a caller repeats them (redacted in logs)."""
-    return tuple(s for s in (bearer_value(request.META.get("HTTP_AUTHORIZATION", "")), account_token(request)) if s)
+    return tuple(s for s in (bearer_token(request), account_token(request)) if s)

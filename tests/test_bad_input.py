@@ -60,6 +60,15 @@ def test_an_account_token_no_token_can_look_like_is_401(alice, connection, upstr
     assert upstream.requests == []
 
 
+@pytest.mark.parametrize("surface", ["native", "merge", "unified"])
+@pytest.mark.parametrize("value", ["Bearer ak_²²²", "Bearer \x01", "ümlaut"])
+def test_an_authorization_no_key_can_look_like_is_401(alice, connection, upstream, surface, value):
+    alice.client.credentials(HTTP_AUTHORIZATION=value)
+    response = calls(alice, connection)[surface]()
+    assert response.status_code == 401
+    assert upstream.requests == []
+
+
 @pytest.mark.parametrize("value, expected", [
     ("0", 0), ("42", 42), (str(MAX_ID), MAX_ID), (7, 7),
     (str(MAX_ID + 1), None), ("²", None), ("٣", None), ("-1", None), ("", None), (" 1", None), ("1" * 5000, None),

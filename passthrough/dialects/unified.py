@@ -24,7 +24,7 @@ from rest_framework import serializers
 from rest_framework.views import APIView
 
 from connections import client
-from connections.authentication import api_key_from_secret, bearer_value
+from connections.authentication import api_key_from_secret, bearer_token
 from connections.models import Connection
 from integration_platform.errors import (ConnectionUnusable, InvalidInput, NotAuthenticated, PlatformError,
                                          UpstreamTimeout, UpstreamUnreachable)
@@ -102,7 +102,7 @@ def error_response(exc: PlatformError) -> UpstreamHttpResponse:
 
 def caller_key(request) -> tuple:
     """(organization, API key as sent). The SDK sends the key raw; docs and curl samples send `Bearer <key>`."""
-    key = bearer_value(request.META.get("HTTP_AUTHORIZATION", ""))
+    key = bearer_token(request)
     api_key = api_key_from_secret(key) if key else None
     if api_key is None:
         raise NotAuthenticated("Missing, invalid or revoked API key.")
