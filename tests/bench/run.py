@@ -24,7 +24,7 @@ from pathlib import Path
 from tests.bench import bench_a, bench_b, environment, functions_bench, profiling, report
 from tests.bench.loadgen import have_wrk, run_load
 from tests.bench.procs import PY, Procs, log, run_checked
-from tests.bench.servers import check_passthrough, start_nginx, start_serve, start_upstream, UPSTREAM_THREADS, UPSTREAM_WORKERS
+from tests.bench.servers import check_passthrough, start_floor, start_nginx, start_serve, start_upstream, UPSTREAM_THREADS, UPSTREAM_WORKERS
 
 HERE = Path(__file__).resolve().parent
 
@@ -82,8 +82,14 @@ def arguments(argv=None):
     p.add_argument("--skip-sync", action="store_true", help="skip the syncing benchmark (tests/bench/sync_bench.py)")
     p.add_argument("--skip-ratelimit", action="store_true",
                    help="skip the rate-limit benchmark (tests/bench/ratelimit_bench.py)")
+    p.add_argument("--only", choices=["a", "b", "sync", "ratelimit"],
+                   help="run only this part (e.g. `--only a --variants '' --slow-delay-ms 0`: part A alone, ~3 min)")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (logs, configs, raw profiles)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.only:
+        for part in ("a", "b", "sync", "ratelimit"):
+            setattr(args, f"skip_{part}", part != args.only)
+    return args
 
 
 def _terminate(signum, frame):
@@ -183,7 +189,9 @@ def main(argv=None) -> int:
         direct = bench_a.direct_target(up_port)
         ours = bench_a.ours_target(serve_port, fixtures["api_key"], fixtures["account_token"], pid=serve.pid)
         typed = bench_a.typed_target(serve_port, fixtures["api_key"], fixtures["account_token"], pid=serve.pid)
-        targets = [direct, ours, typed] + ([bench_a.nginx_target(nginx_port, pid=nginx_pid)] if nginx_port else [])
+        floor_proc, floor_port = start_floor(procs, up_port, workers=primary["workers"], threads=primary["threads"])
+        floor = bench_a.floor_target(floor_port, pid=floor_proc.pid)
+        targets = [direct, floor, ours, typed] + ([bench_a.nginx_target(nginx_port, pid=nginx_pid)] if nginx_port else [])
         a = None
         if not args.skip_a:
             a = {"setup": {"upstream": f"{UPSTREAM_WORKERS} workers × {UPSTREAM_THREADS} threads",
@@ -194,7 +202,9 @@ def main(argv=None) -> int:
                                       "latency percentiles from wrk's histogram)") if client == "wrk"
                                      else "Python http.client, one persistent connection per thread",
                            "rounds": args.rounds, "seconds": args.seconds, "warmup": args.warmup}}
-            log("A: direct / ours / nginx at concurrency 1 and 8")
+            a["setup"]["floor"] = (f"bare Django + pooled urllib3 (tests/bench/floor.py) under gunicorn "
+                                   f"{primary['workers']} × {primary['threads']} gthread, access log off")
+            log("A: direct / floor / ours / typed / nginx at concurrency 1 and 8")
             a["results"] = bench_a.interleaved(targets, client=client, concurrencies=(1, 8), rounds=args.rounds,
                                                seconds=args.seconds, warmup=args.warmup, script_dir=tmp, meter=meter)
             a["ratios"] = bench_a.ratios(a["results"])
@@ -216,7 +226,7 @@ def main(argv=None) -> int:
                     data["errors"].append(f"profiling failed: {exc}")
             if args.slow_delay_ms:
                 path = f"/delay/{args.slow_delay_ms}"
-                slow = [bench_a.direct_target(up_port, path),
+                slow = [bench_a.direct_target(up_port, path), bench_a.floor_target(floor_port, path, pid=floor_proc.pid),
                         bench_a.ours_target(serve_port, fixtures["api_key"], fixtures["account_token"], path, pid=serve.pid)]
                 if nginx_port:
                     slow.append(bench_a.nginx_target(nginx_port, path, pid=nginx_pid))

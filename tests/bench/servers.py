@@ -1,6 +1,7 @@
 """The benchmark's servers, each on a free loopback port: upstream (gunicorn), nginx, our `serve`, the job worker."""
 
 import json
+import os
 from pathlib import Path
 
 from tests.bench.procs import HOST, PY, Proc, Procs, free_port, http_request, log, wait_http
@@ -60,6 +61,22 @@ def start_nginx(procs: Procs, binary: str, tmp: Path, upstream_port: int) -> tup
     conf.write_text(NGINX_CONF.format(tmp=prefix, host=HOST, port=port, upstream_port=upstream_port))
     proc = procs.start("nginx", [binary, "-p", prefix, "-c", conf, "-e", prefix / "nginx-error.log"])
     wait_http(proc, port, "/ping", ok=lambda s: s == 200)
+    return proc, port
+
+
+def start_floor(procs: Procs, upstream_port: int, *, workers: int, threads: int) -> tuple[Proc, int]:
+    """The floor proxy (tests/bench/floor.py) under the same gunicorn settings as our `serve` (gthread, no access log)."""
+    port = free_port()
+    proc = procs.start("floor", [
+        PY, "-m", "gunicorn", "--bind", f"{HOST}:{port}", "--worker-class", "gthread", "--workers", workers,
+        "--threads", threads, "--timeout", "90", "--graceful-timeout", "30", "--log-level", "warning",
+        "tests.bench.floor:app",
+    ], env={**os.environ, "BENCH_FLOOR_UPSTREAM": f"http://{HOST}:{upstream_port}"})
+    body, headers = passthrough_request("", "")
+    wait_http(proc, port, "/ping", ok=lambda s: s == 404)  # up: an unknown path answers 404
+    status, content = http_request(port, "POST", "/api/v1/passthrough", body, headers)
+    if status != 200 or json.loads(content).get("status") != 200:
+        raise RuntimeError(f"floor proxy answered {status}: {content[:300]!r}")
     return proc, port
 
 
