@@ -186,6 +186,13 @@ SPECTACULAR_SETTINGS = {
 
 # Function-call log
 FUNCTION_CALL_BODY_LIMIT = env.int("FUNCTION_CALL_BODY_LIMIT", default=64 * 1024)
+# Sync calls' log rows: "batched" (written by a per-process writer off the request path, passthrough/call_log.py) or
+# "sync" (committed before the call answers).
+FUNCTION_CALL_LOG_MODE = env.str("FUNCTION_CALL_LOG_MODE", default="batched")
+if FUNCTION_CALL_LOG_MODE not in ("batched", "sync"):
+    raise ImproperlyConfigured("FUNCTION_CALL_LOG_MODE must be 'batched' or 'sync'.")
+FUNCTION_CALL_LOG_FLUSH_SECONDS = env.float("FUNCTION_CALL_LOG_FLUSH_SECONDS", default=0.2)
+FUNCTION_CALL_LOG_BATCH_ROWS = env.int("FUNCTION_CALL_LOG_BATCH_ROWS", default=500)
 FUNCTION_CALL_RETENTION_DAYS = env.int("FUNCTION_CALL_RETENTION_DAYS", default=30)
 
 LOGGING = {

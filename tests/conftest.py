@@ -12,6 +12,13 @@ def _clear_cache(db):
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _call_log_sync(settings):
+    """Tests read the call log right after a call: rows are written before the answer (tests/test_call_log_writer.py
+    covers the batched writer)."""
+    settings.FUNCTION_CALL_LOG_MODE = "sync"
+
+
 class Tenant:
     """An organization with an API key and an authenticated API client."""
 

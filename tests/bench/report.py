@@ -193,7 +193,7 @@ def write(path: Path, data: dict) -> None:
         w("| conc. | target | requests | errors | p50 ms | p90 ms | p99 ms | req/s [min–max] | added p50 ms | added p99 ms | throughput vs direct |")
         w("| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |")
         for c, by_target in a["results"].items():
-            for name in ("direct", "floor", "ours", "typed", "nginx"):
+            for name in ("direct", "floor", "ours", "before", "typed", "nginx"):
                 if name not in by_target:
                     continue
                 r, q = by_target[name], a["ratios"][c][name]
@@ -209,7 +209,7 @@ def write(path: Path, data: dict) -> None:
             w("| conc. | target | proxy | upstream | PostgreSQL | total | 2000 / total (req/s) |")
             w("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
             for c, by_target in a["results"].items():
-                for name in ("direct", "floor", "ours", "typed", "nginx"):
+                for name in ("direct", "floor", "ours", "before", "typed", "nginx"):
                     r = by_target.get(name)
                     if not r or "cpu_proxy_ms" not in r:
                         continue
@@ -258,7 +258,7 @@ def write(path: Path, data: dict) -> None:
             w("| conc. | target | requests | p50 ms | p99 ms | req/s | added p50 ms | throughput vs direct |")
             w("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
             for c, by_target in sl["results"].items():
-                for name in ("direct", "floor", "ours", "typed", "nginx"):
+                for name in ("direct", "floor", "ours", "before", "typed", "nginx"):
                     if name in by_target:
                         r, q = by_target[name], sl["ratios"][c][name]
                         w(f"| {c} | {name} | {r['requests']} | {f(r['p50'], 3)} | {f(r['p99'], 3)} | {f(r['rps'], 0)} | "

@@ -82,6 +82,9 @@ def arguments(argv=None):
     p.add_argument("--skip-sync", action="store_true", help="skip the syncing benchmark (tests/bench/sync_bench.py)")
     p.add_argument("--skip-ratelimit", action="store_true",
                    help="skip the rate-limit benchmark (tests/bench/ratelimit_bench.py)")
+    p.add_argument("--before", metavar="COMMIT",
+                   help="also serve COMMIT's code (git archive into the temp dir; same database, so no migration may "
+                        "differ) as target `before`, interleaved with ours in part A")
     p.add_argument("--only", choices=["a", "b", "sync", "ratelimit"],
                    help="run only this part (e.g. `--only a --variants '' --slow-delay-ms 0`: part A alone, ~3 min)")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (logs, configs, raw profiles)")
@@ -119,6 +122,15 @@ def profile_serve(args, serve_proc, ours, client, tmp) -> dict:
                    "while wrk drove `POST /api/v1/passthrough`; shares are of samples inside gunicorn's "
                    "`handle_request` and nest (a parent includes its children).")
     return out
+
+
+def checkout(commit: str, tmp: Path) -> Path:
+    """COMMIT's tree, exported (not a git worktree: the repository is left as it is)."""
+    where = tmp / f"before-{commit}"
+    where.mkdir()
+    run_checked(["git", "archive", "--format=tar", "-o", tmp / f"before-{commit}.tar", commit], what="git archive")
+    run_checked(["tar", "-x", "-f", tmp / f"before-{commit}.tar", "-C", where], what="tar")
+    return where
 
 
 def sync_benchmark(env, tmp) -> dict:
@@ -191,7 +203,16 @@ def main(argv=None) -> int:
         typed = bench_a.typed_target(serve_port, fixtures["api_key"], fixtures["account_token"], pid=serve.pid)
         floor_proc, floor_port = start_floor(procs, up_port, workers=primary["workers"], threads=primary["threads"])
         floor = bench_a.floor_target(floor_port, pid=floor_proc.pid)
-        targets = [direct, floor, ours, typed] + ([bench_a.nginx_target(nginx_port, pid=nginx_pid)] if nginx_port else [])
+        if args.before:
+            before_proc, before_port = start_serve(procs, env, name="serve-before", cwd=checkout(args.before, tmp),
+                                                   **serve_kwargs(primary))
+            check_passthrough(before_port, fixtures["api_key"], fixtures["account_token"])
+            data["before_commit"] = args.before
+            typed = [typed, bench_a.ours_target(before_port, fixtures["api_key"], fixtures["account_token"],
+                                                name="before", pid=before_proc.pid)]
+        else:
+            typed = [typed]
+        targets = [direct, floor, ours, *typed] + ([bench_a.nginx_target(nginx_port, pid=nginx_pid)] if nginx_port else [])
         a = None
         if not args.skip_a:
             a = {"setup": {"upstream": f"{UPSTREAM_WORKERS} workers × {UPSTREAM_THREADS} threads",

@@ -81,8 +81,9 @@ def start_floor(procs: Procs, upstream_port: int, *, workers: int, threads: int)
 
 
 def start_serve(procs: Procs, env: dict, *, workers: int, threads: int, access_log: bool, name="serve",
-                whatif=(), db_sync_commit_off=False) -> tuple[Proc, int]:
-    """Our `manage.py serve`; `whatif` patches run it through tests/bench/whatif_serve.py (experiments only)."""
+                whatif=(), db_sync_commit_off=False, cwd=None) -> tuple[Proc, int]:
+    """Our `manage.py serve` (from the checkout `cwd`, default this one); `whatif` patches run it through
+    tests/bench/whatif_serve.py (experiments only)."""
     port = free_port()
     env = {**env, "SERVE_WORKERS": str(workers), "SERVE_THREADS": str(threads),
            "SERVE_ACCESS_LOG": "true" if access_log else "false"}
@@ -93,7 +94,7 @@ def start_serve(procs: Procs, env: dict, *, workers: int, threads: int, access_l
         argv = [PY, "-m", "tests.bench.whatif_serve", "--bind", f"{HOST}:{port}"]
     else:
         argv = [PY, "manage.py", "serve", "--bind", f"{HOST}:{port}"]
-    proc = procs.start(name, argv, env=env)
+    proc = procs.start(name, argv, env=env, **({"cwd": cwd} if cwd else {}))
     wait_http(proc, port, "/api/v1/integrations", timeout=90)  # 401 without a key: it answers
     return proc, port
 
