@@ -252,6 +252,8 @@ WEBHOOK_ALLOW_PRIVATE_URLS = env.bool("WEBHOOK_ALLOW_PRIVATE_URLS", default=Fals
 # when CACHE_URL is redis://, shared by every process; otherwise in the database (connections.RateLimitSend).
 _CACHE_URL = env.str("CACHE_URL", default="")
 RATE_LIMIT_REDIS_URL = _CACHE_URL if _CACHE_URL.startswith(("redis://", "rediss://")) else ""
+# With a Redis CACHE_URL: API keys and connections kept in each process, invalidated through Redis (connections/hot_cache.py).
+HOT_PATH_CACHE = env.bool("HOT_PATH_CACHE", default=True)
 # How long a sync call may wait for a permit before answering 429 (capped at the integration's shortest window).
 RATE_LIMIT_INTERACTIVE_MAX_WAIT = env.float("RATE_LIMIT_INTERACTIVE_MAX_WAIT", default=1.0)
 # Share of every window kept for interactive calls: background work (async passthrough, syncing) never uses it.
