@@ -3,8 +3,9 @@ token (with its integration), so that a warm call runs no SELECT for them.
 
 Correctness does not rest on a TTL. Every write that changes what a call may do — an API key created or revoked, a
 connection created, deleted, re-authed or paused, an integration or organization edited — bumps one generation value in
-the shared store (the Redis of CACHE_URL), at once and again when its transaction commits. Each lookup reads that value; a process whose entries were made under another value drops
-them all, so the change takes effect on the next call in every process. Entries are only used under a value this
+the shared store (the Redis of CACHE_URL), at once and again when its transaction commits. Each lookup reads that value;
+a process whose entries were made under another value drops them all, so the change takes effect on the next call in
+every process. Entries are only used under a value this
 process read from the store: after the store was emptied, a fresh value is set and everything is read again. When the
 store cannot be read, lookups go to the database, as without the cache. In local mode (the database cache) there is no
 cache: reading a generation from the database would cost what the lookup costs.
@@ -34,7 +35,10 @@ MAX_ENTRIES = 10_000
 def bump() -> None:
     """Invalidate every process's entries: now, and once more when the current transaction commits (a process reading
     the old row between the two drops it at the second). If the store cannot be written now, the write that called
-    this fails (its transaction is rolled back): a revocation other processes would not see must not pass."""
+    this fails (its transaction is rolled back): a revocation other processes would not see must not pass. Bumped
+    with any Redis CACHE_URL, whatever this process's HOT_PATH_CACHE says, since the other processes' may differ."""
+    if not settings.RATE_LIMIT_REDIS_URL:
+        return
     try:
         _set_new_generation()
     except shared_store.STORE_ERRORS as exc:

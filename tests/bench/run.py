@@ -63,7 +63,7 @@ def arguments(argv=None):
     p.add_argument("--seconds", type=float, default=5, help="seconds per target per round (A)")
     p.add_argument("--warmup", type=float, default=1, help="warm-up seconds per target per concurrency (A)")
     p.add_argument("--serve", default="2x8", help="primary serve setting, WORKERSxTHREADS[:flag...] (default 2x8, log off)")
-    p.add_argument("--variants", default="2x8:log,4x4,2x8:nofsync,2x8:asynclog",
+    p.add_argument("--variants", default="2x8:log,4x4,2x8:nofsync",
                    help="other serve settings to try, comma-separated ('' for none); flags: "
                         + ", ".join(f"{k} ({v})" for k, v in VARIANT_FLAGS.items()))
     p.add_argument("--variant-rounds", type=int, default=2)
