@@ -3,10 +3,6 @@ CACHE_URL: a warm call reads neither from the database, and a write takes effect
 
 import json
 import os
-import signal
-import subprocess
-import sys
-from contextlib import contextmanager
 from http.client import HTTPConnection
 
 import pytest
@@ -16,7 +12,7 @@ from connections import hot_cache
 from connections.models import ApiKey
 from tests.factories import make_api_key, make_connection
 from tests.network import local_integration, passthrough
-from tests.servers import ROOT, free_port, wait_for_port
+from tests.servers import platform_serve, shared_database_url
 
 
 @pytest.fixture
@@ -65,20 +61,6 @@ def test_the_admin_revoke_action_takes_effect_on_the_next_call(cached, alice, ad
 
 # --- Two real servers on one Redis -----------------------------------------------------------------------------------
 
-@contextmanager
-def serve(env):
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2",
-                                "--threads", "2"], cwd=ROOT, env=env, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port, process, timeout=90)
-        yield port
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=60)
-
-
 def call(port, key, token, path="/ping") -> tuple[int, dict]:
     http = HTTPConnection("127.0.0.1", port, timeout=30)
     try:
@@ -98,11 +80,10 @@ def test_a_write_in_one_process_takes_effect_on_the_next_call_in_two_servers(tra
     api_key, key = make_api_key("alice")
     connection, token = make_connection(api_key.organization, local_integration(local_server.url))
     other, other_token = make_connection(api_key.organization, connection.integration, end_user_id="user-2")
-    s = db.settings_dict
-    env = {**os.environ, "DATABASE_URL": f"postgres://{s['USER']}:{s['PASSWORD'] or ''}@{s['HOST']}:{s['PORT'] or 5432}/{s['NAME']}",
+    env = {**os.environ, "DATABASE_URL": shared_database_url(),
            "CACHE_URL": settings.RATE_LIMIT_REDIS_URL, "SERVE_ACCESS_LOG": "false", "LOG_LEVEL": "WARNING",
            "HOT_PATH_CACHE": "true"}
-    with serve(env) as first, serve(env) as second:
+    with platform_serve(env, threads=2) as (first, _), platform_serve(env, threads=2) as (second, _):
         ports = (first, second)
 
         def every_worker(token_=token):

@@ -153,7 +153,8 @@ def write(path: Path, data: dict) -> None:
     w = L.append
     w("# Benchmarks: native passthrough (issue #4), async passthrough (issue #5), rate limits (issue #6) and syncing (issue #8)\n")
     w(f"- **Date:** {data['date']} (run took {data['elapsed_min']:.1f} min)")
-    w("- **Command:** `make bench` (= `.venv/bin/python -m tests.bench.run`; options: `--help`)")
+    w(f"- **Command:** `{data.get('command') or 'make bench'}` (`make bench` = `.venv/bin/python -m tests.bench.run`; "
+      "options: `--help`)")
     w(f"- **Commit:** {m['git']}{' (work tree had uncommitted changes)' if m['git_dirty'] else ''}")
     w(f"- **Machine:** {m['nproc']} cores ({m['cpu']}), {m['memory']}, {m['platform']}")
     w(f"- **Software:** Python {m['python']}, PostgreSQL {m['postgres']}, Redis {m['redis']}, nginx {m['nginx']}, "

@@ -13,6 +13,7 @@ import argparse
 import datetime
 import json
 import shutil
+import shlex
 import signal
 import sys
 import tempfile
@@ -164,7 +165,8 @@ def main(argv=None) -> int:
     tmp.chmod(0o755)
     log(f"temp dir {tmp}")
     procs = Procs(tmp)
-    data = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "notes": [], "errors": []}
+    data = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "notes": [], "errors": [],
+            "command": shlex.join([".venv/bin/python", "-m", "tests.bench.run", *(argv if argv is not None else sys.argv[1:])])}
     ok = False
     meter_db = None
     try:
