@@ -97,6 +97,15 @@ class HotCache:
                     self.entries[key] = entry
         return _copy(entry)
 
+    def connection(self, key, load):
+        """`get` for a connection (with its integration), marked as current for this call — checked against every
+        write, or just read — so that the rate limiter takes its windows from the integration instead of reading them
+        again (ratelimit.connection_windows); a retry of the same call keeps them."""
+        connection = self.get(key, load)
+        if connection is not None and settings.HOT_PATH_CACHE and settings.RATE_LIMIT_REDIS_URL:
+            connection.integration_checked = True
+        return connection
+
 
 def _copy(instance):
     """A copy of `instance` and of the related rows it holds (select_related)."""

@@ -22,8 +22,8 @@ def connection_by_account_token(organization, token: str | None) -> Connection:
     """Missing → 400; unknown or another organization's → 401 (indistinguishable)."""
     if not token:
         raise InvalidInput("Invalid input.", ["X-Account-Token: This header is required."])
-    connection = hot_cache.connections.get((organization.pk, token_hash(token)),
-                                           lambda: connection_of_token(organization, token))
+    connection = hot_cache.connections.connection((organization.pk, token_hash(token)),
+                                                  lambda: connection_of_token(organization, token))
     if connection is None:
         raise NotAuthenticated("Invalid account token.")
     return connection
