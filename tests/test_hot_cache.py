@@ -78,7 +78,10 @@ def call(port, key, token, path="/ping") -> tuple[int, dict]:
         http.close()
 
 
-def test_a_write_in_one_process_takes_effect_on_the_next_call_in_two_servers(transactional_db, settings, local_server):
+@pytest.mark.parametrize("store", ["redis", "local"])
+def test_a_write_in_one_process_takes_effect_on_the_next_call_in_two_servers(transactional_db, settings, local_server,
+                                                                              store):
+    """On one Redis (the cache on), and in local mode (the database cache: no cache of keys and connections)."""
     from django.db import connection as db
 
     if db.vendor != "postgresql" or not settings.RATE_LIMIT_REDIS_URL:
@@ -89,6 +92,8 @@ def test_a_write_in_one_process_takes_effect_on_the_next_call_in_two_servers(tra
     env = {**os.environ, "DATABASE_URL": shared_database_url(),
            "CACHE_URL": settings.RATE_LIMIT_REDIS_URL, "SERVE_ACCESS_LOG": "false", "LOG_LEVEL": "WARNING",
            "HOT_PATH_CACHE": "true"}
+    if store == "local":
+        del env["CACHE_URL"]
     with platform_serve(env, threads=2) as (first, _), platform_serve(env, threads=2) as (second, _):
         ports = (first, second)
 
