@@ -11,7 +11,7 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 from django.utils.html import format_html_join
 
-from connections import connect, lifecycle, ratelimit
+from connections import connect, hot_cache, lifecycle, ratelimit
 from connections.catalog import validate_entry
 from connections.models import (ApiKey, ConnectSession, Connection, Function, Integration, Organization, WebhookAttempt,
                                 WebhookDelivery)
@@ -178,6 +178,7 @@ class ApiKeyAdmin(ShowsSecretOnce, admin.ModelAdmin):
     @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke(self, request, queryset):
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        hot_cache.bump()
         self.message_user(request, f"Revoked {count} key(s).")
 
 

@@ -6,8 +6,9 @@ class ConnectionsConfig(AppConfig):
     verbose_name = "Catalog and connections"
 
     def ready(self):
-        from connections import lifecycle, schema  # noqa: F401  (schema registers the OpenAPI auth extension)
+        from connections import hot_cache, lifecycle, schema  # noqa: F401  (schema registers the OpenAPI auth extension)
         from connections.webhooks import announce_linked
 
         lifecycle.subscribe(lifecycle.LINKED, announce_linked)
         lifecycle.subscribe(lifecycle.RELINKED, announce_linked)
+        hot_cache.connect_signals()

@@ -4,6 +4,7 @@ import hmac
 
 from rest_framework import authentication, exceptions
 
+from connections import hot_cache
 from connections.models import ApiKey, token_hash
 from integration_platform.errors import InvalidInput
 from integration_platform.validation import header_value
@@ -28,15 +29,21 @@ def api_key_from_secret(full_key: str) -> ApiKey | None:
     key_id, _, secret = full_key.partition(".")
     if not key_id.startswith(ApiKey.KEY_ID_PREFIX) or not secret:
         return None
-    try:
-        # get(), not first(): key_id is unique, and first() would add an ORDER BY to every authenticated request.
-        api_key = ApiKey.objects.active().select_related("organization").get(key_id=key_id)
-    except ApiKey.DoesNotExist:
+    api_key = hot_cache.api_keys.get(key_id, lambda: active_api_key(key_id))
+    if api_key is None:
         return None
     if not hmac.compare_digest(api_key.key_hash, token_hash(full_key)):
         return None
     api_key.touch()
     return api_key
+
+
+def active_api_key(key_id: str) -> ApiKey | None:
+    try:
+        # get(), not first(): key_id is unique, and first() would add an ORDER BY to every authenticated request.
+        return ApiKey.objects.active().select_related("organization").get(key_id=key_id)
+    except ApiKey.DoesNotExist:
+        return None
 
 
 def bearer_value(header: str) -> str:

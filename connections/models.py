@@ -19,7 +19,7 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _last_used_outdated(last_used_at, now) -> bool:
+def last_used_outdated(last_used_at, now) -> bool:
     return last_used_at is None or now - last_used_at >= LAST_USED_RESOLUTION
 
 
@@ -127,7 +127,7 @@ class ApiKey(models.Model):
     def touch(self):
         """Record that the key was used; written at most once per LAST_USED_RESOLUTION."""
         now = timezone.now()
-        if _last_used_outdated(self.last_used_at, now):
+        if last_used_outdated(self.last_used_at, now):
             ApiKey.objects.filter(pk=self.pk).update(last_used_at=now)
             self.last_used_at = now
 
@@ -321,7 +321,7 @@ class Connection(models.Model):
     def touch(self):
         """Record that the connection was used; written at most once per LAST_USED_RESOLUTION."""
         now = timezone.now()
-        if _last_used_outdated(self.last_used_at, now):
+        if last_used_outdated(self.last_used_at, now):
             Connection.objects.filter(pk=self.pk).update(last_used_at=now)
             self.last_used_at = now
 

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from django.conf import settings
 from django.db import transaction
 
-from connections import client, lifecycle
+from connections import client, hot_cache, lifecycle
 from connections.models import Connection, Integration
 from integration_platform.errors import ConnectionUnusable, UpstreamAnswerUnusable, UpstreamTimeout, UpstreamUnreachable
 
@@ -163,6 +163,7 @@ def fresh_credentials(connection: Connection) -> dict:
         if getattr(exc, "reauth_reason", None) is not None:
             Connection.objects.filter(pk=connection.pk).update(status=Connection.STATUS_NEEDS_REAUTH,
                                                                status_detail=exc.reauth_reason[:500])
+            hot_cache.bump()
             connection.status = Connection.STATUS_NEEDS_REAUTH
             lifecycle.announce(lifecycle.NEEDS_REAUTH, connection)
         raise

@@ -95,6 +95,14 @@ def current_windows(integration_id) -> list[Window]:
     return windows_of(Integration.objects.filter(pk=integration_id).values_list("rate_limits", flat=True).first())
 
 
+def connection_windows(connection) -> list[Window]:
+    """The windows for a request of `connection`: from its integration when the hot cache checked that row against
+    every write at the start of this request (connections/hot_cache.py), else read from the database."""
+    if getattr(connection, "integration_checked", False):
+        return windows_of(connection.integration.rate_limits)
+    return current_windows(connection.integration_id)
+
+
 @dataclass(frozen=True)
 class Scope:
     """What a sliding log or a pause counts: a whole integration, or one connection of it."""
@@ -393,7 +401,7 @@ class Limiter:
         """
         if priority not in (INTERACTIVE, BACKGROUND):
             raise ValueError(f"Unknown priority {priority!r}.")
-        windows = current_windows(connection.integration_id)
+        windows = connection_windows(connection)
         integration_scope, connection_scope = scopes_of(connection)
         checks = [(connection_scope if w.per == PER_CONNECTION else integration_scope, w.allowance(priority),
                    w.per_seconds) for w in windows]

@@ -137,6 +137,11 @@ DRAMATIQ_BROKER = {
     ],
 }
 DRAMATIQ_AUTODISCOVER_MODULES = ["tasks"]
+# `rundramatiq` workers poll an idle Redis queue at most this many ms apart (Dramatiq's default, 1000, made a lone
+# async request after a quiet spell wait ~0.4 s p50). Dramatiq reads it from its own environment variable at import, so
+# it is exported here, before `rundramatiq` execs the workers; an explicit `dramatiq_worker_timeout` still wins.
+DRAMATIQ_WORKER_TIMEOUT_MS = env.int("DRAMATIQ_WORKER_TIMEOUT_MS", default=50)
+os.environ.setdefault("dramatiq_worker_timeout", str(DRAMATIQ_WORKER_TIMEOUT_MS))
 # In local mode `serve` runs a job worker inside each web process (no external broker to share).
 IN_PROCESS_WORKER = not DRAMATIQ_BROKER_URL
 
@@ -181,6 +186,13 @@ SPECTACULAR_SETTINGS = {
 
 # Function-call log
 FUNCTION_CALL_BODY_LIMIT = env.int("FUNCTION_CALL_BODY_LIMIT", default=64 * 1024)
+# Sync calls' log rows: "batched" (written by a per-process writer off the request path, passthrough/call_log.py) or
+# "sync" (committed before the call answers).
+FUNCTION_CALL_LOG_MODE = env.str("FUNCTION_CALL_LOG_MODE", default="batched")
+if FUNCTION_CALL_LOG_MODE not in ("batched", "sync"):
+    raise ImproperlyConfigured("FUNCTION_CALL_LOG_MODE must be 'batched' or 'sync'.")
+FUNCTION_CALL_LOG_FLUSH_SECONDS = env.float("FUNCTION_CALL_LOG_FLUSH_SECONDS", default=0.2)
+FUNCTION_CALL_LOG_BATCH_ROWS = env.int("FUNCTION_CALL_LOG_BATCH_ROWS", default=500)
 FUNCTION_CALL_RETENTION_DAYS = env.int("FUNCTION_CALL_RETENTION_DAYS", default=30)
 
 LOGGING = {
@@ -240,6 +252,8 @@ WEBHOOK_ALLOW_PRIVATE_URLS = env.bool("WEBHOOK_ALLOW_PRIVATE_URLS", default=Fals
 # when CACHE_URL is redis://, shared by every process; otherwise in the database (connections.RateLimitSend).
 _CACHE_URL = env.str("CACHE_URL", default="")
 RATE_LIMIT_REDIS_URL = _CACHE_URL if _CACHE_URL.startswith(("redis://", "rediss://")) else ""
+# With a Redis CACHE_URL: API keys and connections kept in each process, invalidated through Redis (connections/hot_cache.py).
+HOT_PATH_CACHE = env.bool("HOT_PATH_CACHE", default=True)
 # How long a sync call may wait for a permit before answering 429 (capped at the integration's shortest window).
 RATE_LIMIT_INTERACTIVE_MAX_WAIT = env.float("RATE_LIMIT_INTERACTIVE_MAX_WAIT", default=1.0)
 # Share of every window kept for interactive calls: background work (async passthrough, syncing) never uses it.

@@ -1,7 +1,8 @@
 """Finding the connection a native or Merge-style call is for, within the caller's organization."""
 
+from connections import hot_cache
 from connections.authentication import bearer_token
-from connections.models import Connection
+from connections.models import Connection, token_hash
 from integration_platform.errors import InvalidInput, NotAuthenticated, NotFound
 from integration_platform.validation import header_value, safe_id
 
@@ -21,11 +22,19 @@ def connection_by_account_token(organization, token: str | None) -> Connection:
     """Missing → 400; unknown or another organization's → 401 (indistinguishable)."""
     if not token:
         raise InvalidInput("Invalid input.", ["X-Account-Token: This header is required."])
+    connection = hot_cache.connections.connection((organization.pk, token_hash(token)),
+                                                  lambda: connection_of_token(organization, token))
+    if connection is None:
+        raise NotAuthenticated("Invalid account token.")
+    return connection
+
+
+def connection_of_token(organization, token: str) -> Connection | None:
     try:
         # get(), not first(): a token names one connection, and first() would add an ORDER BY to every call.
         return Connection.objects.for_account_token(token).select_related("integration").get(organization=organization)
     except Connection.DoesNotExist:
-        raise NotAuthenticated("Invalid account token.") from None
+        return None
 
 
 def connection_by_id(organization, connection_id) -> Connection:

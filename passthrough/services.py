@@ -18,7 +18,7 @@ from connections.models import Connection, Function
 from connections.retry_policy import sync_passthrough_policy
 from integration_platform import metrics
 from integration_platform.errors import InvalidInput, RateLimited, UpstreamTimeout, UpstreamUnreachable
-from passthrough import retries as retrying
+from passthrough import call_log, retries as retrying
 from passthrough.formats import function_output, headers_dict
 from passthrough.models import FunctionCall
 from passthrough.redaction import Redactor, capped_text, harvested_secrets
@@ -49,8 +49,12 @@ def passthrough_execute(*, connection: Connection, method: str, target: client.T
     exchange = client.send(connection, method_checked(method), target, headers, body,
                            timeout=timeout if timeout is not None else settings.SYNC_PASSTHROUGH_TIMEOUT,
                            priority=priority, permit_wait=permit_wait)
-    function_call_record(exchange, connection=connection, dialect=dialect, mode=mode, extra_secrets=extra_secrets,
-                         function_id=function_id)
+    if mode == FunctionCall.MODE_SYNC and call_log.batched():
+        call_log.writer.submit(function_call_row(exchange, connection=connection, dialect=dialect, mode=mode,
+                                                 extra_secrets=extra_secrets, function_id=function_id))
+    else:
+        function_call_record(exchange, connection=connection, dialect=dialect, mode=mode, extra_secrets=extra_secrets,
+                             function_id=function_id)
     if exchange.error is not None:
         raise exchange.error
     return caller_response(exchange)

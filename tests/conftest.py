@@ -12,6 +12,15 @@ def _clear_cache(db):
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _hot_path_as_written(settings):
+    """Tests read the call log right after a call: rows are written before the answer (tests/test_call_log_writer.py
+    covers the batched writer). Tests revoke keys and pause connections with raw UPDATEs, which the in-process cache
+    of keys and connections does not see (tests/test_hot_cache.py covers it)."""
+    settings.FUNCTION_CALL_LOG_MODE = "sync"
+    settings.HOT_PATH_CACHE = False
+
+
 class Tenant:
     """An organization with an API key and an authenticated API client."""
 

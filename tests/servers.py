@@ -1,5 +1,7 @@
 """Real local servers for integration tests, all on loopback: started as subprocesses, stopped at the end."""
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -43,6 +45,29 @@ def gunicorn(app: str, *extra_args, env=None, threads: int = 8):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@contextmanager
+def platform_serve(env, workers: int = 2, threads: int = 4):
+    """`manage.py serve` on a free loopback port with `env`; yields (port, process). Stopped with SIGTERM (graceful)."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{port}", "--workers",
+                                str(workers), "--threads", str(threads)], cwd=ROOT, env=env, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, process, timeout=90)
+        yield port, process
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=90)
+
+
+def shared_database_url() -> str:
+    """DATABASE_URL of the test database (PostgreSQL), for server processes that share it."""
+    from django.db import connection
+
+    s = connection.settings_dict
+    return f"postgres://{s['USER']}:{s['PASSWORD'] or ''}@{s['HOST']}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
 @contextmanager

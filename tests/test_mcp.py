@@ -37,6 +37,7 @@ def serve_platform(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DRAMATIQ_BROKER_URL", "CACHE_URL")}
     env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'mcp.sqlite3'}"
+    env["FUNCTION_CALL_LOG_MODE"] = "sync"  # the tests read the call log right after a call
     catalog = tmp_path / "catalog.json"
     catalog.write_text(json.dumps({"integrations": [
         {"slug": "echo", "name": "Local Echo", "base_url": f"http://127.0.0.1:{port}/echo", "auth": {"scheme": "bearer"}},

@@ -16,9 +16,6 @@ the same Redis take sync passthrough calls flat out, and a local upstream counts
 import json
 import multiprocessing
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -27,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.servers import ROOT, free_port, wait_for_port
+from tests.servers import platform_serve, shared_database_url
 
 ALLOWED = 5
 ATTEMPTS_PER_ROUND = 8
@@ -187,16 +184,8 @@ def counting_upstream():
 @contextmanager
 def serve(env):
     """`manage.py serve` (two gunicorn workers) on a free loopback port; yields the port."""
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2",
-                                "--threads", "4"], cwd=ROOT, env=env, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port, process, timeout=90)
+    with platform_serve(env) as (port, _):
         yield port
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=60)
 
 
 def call_flat_out(ports, api_key, token, seconds) -> list:
@@ -235,8 +224,7 @@ def test_two_servers_on_one_redis_share_the_window_and_answer_429_with_retry_aft
         pytest.skip("Runs on the PostgreSQL + Redis leg (servers share the database and the limiter's Redis).")
     from tests.factories import make_api_key, make_connection, make_integration
 
-    s = db.settings_dict
-    env = {**os.environ, "DATABASE_URL": f"postgres://{s['USER']}:{s['PASSWORD'] or ''}@{s['HOST']}:{s['PORT'] or 5432}/{s['NAME']}",
+    env = {**os.environ, "DATABASE_URL": shared_database_url(),
            "CACHE_URL": settings.RATE_LIMIT_REDIS_URL, "SERVE_ACCESS_LOG": "false", "LOG_LEVEL": "WARNING"}
     env.pop("DRAMATIQ_BROKER_URL", None)
     with counting_upstream() as (upstream_url, arrivals):

@@ -69,6 +69,12 @@ def ours_target(port: int, api_key: str, token: str, upstream_path="/ping", name
     return Target(name, port, "/api/v1/passthrough", "POST", body, headers, proxy_pid=pid)
 
 
+def floor_target(port: int, upstream_path="/ping", pid=None) -> Target:
+    """The floor proxy (tests/bench/floor.py): the same envelope as ours, forwarded by bare Django + urllib3."""
+    body, headers = passthrough_request("", "", upstream_path)
+    return Target("floor", port, "/api/v1/passthrough", "POST", body, headers, proxy_pid=pid)
+
+
 def typed_target(port: int, api_key: str, token: str, resource="ping", pid=None) -> Target:
     """The typed function `bench-get-resource`: validation and request building, then the same `GET /ping`."""
     body = json.dumps({"resource": resource}).encode()

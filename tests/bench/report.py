@@ -34,6 +34,12 @@ def targets(data: dict) -> list[tuple[str, str, object]]:
         rows.append(("A: added p50 latency at concurrency 1 ≤ 2 ms", f"{f(added)} ms",
                      None if added is None else added <= 2.0))
         rows.append(("A: throughput at concurrency 8 ≥ 40 % of direct", pct(tput), None if tput is None else tput >= 0.40))
+        if 8 in r and "floor" in r[8]:
+            for name in ("ours", "typed"):
+                if name in r[8]:
+                    share = r[8][name]["throughput_ratio"] / r[8]["floor"]["throughput_ratio"]
+                    rows.append((f"A ({name}): throughput at concurrency 8 ≥ 50 % of the floor proxy's", pct(share),
+                                 share >= 0.50))
     b = data.get("b")
     if b and "overhead_p50" in b:
         rows.append((f"B: async p50 overhead (enqueue → result, minus upstream) ≤ 50 ms — {b['latency']['requests']} "
@@ -41,7 +47,7 @@ def targets(data: dict) -> list[tuple[str, str, object]]:
                      f"{f(b['overhead_p50'])} ms", b["overhead_p50"] <= 50.0))
     if b and b.get("sparse_overhead_p50") is not None:
         rows.append((f"B (supplementary): the same p50 overhead for requests {b['sparse']['gap_s']:.0f} s apart "
-                     "(idle worker, default Dramatiq settings)", f"{f(b['sparse_overhead_p50'])} ms",
+                     "(idle worker, our shipped default DRAMATIQ_WORKER_TIMEOUT_MS=50)", f"{f(b['sparse_overhead_p50'])} ms",
                      b["sparse_overhead_p50"] <= 50.0))
     rows += sync_targets(data.get("sync"))
     rows += ratelimit_targets(data.get("ratelimit"))
@@ -147,7 +153,8 @@ def write(path: Path, data: dict) -> None:
     w = L.append
     w("# Benchmarks: native passthrough (issue #4), async passthrough (issue #5), rate limits (issue #6) and syncing (issue #8)\n")
     w(f"- **Date:** {data['date']} (run took {data['elapsed_min']:.1f} min)")
-    w("- **Command:** `make bench` (= `.venv/bin/python -m tests.bench.run`; options: `--help`)")
+    w(f"- **Command:** `{data.get('command') or 'make bench'}` (`make bench` = `.venv/bin/python -m tests.bench.run`; "
+      "options: `--help`)")
     w(f"- **Commit:** {m['git']}{' (work tree had uncommitted changes)' if m['git_dirty'] else ''}")
     w(f"- **Machine:** {m['nproc']} cores ({m['cpu']}), {m['memory']}, {m['platform']}")
     w(f"- **Software:** Python {m['python']}, PostgreSQL {m['postgres']}, Redis {m['redis']}, nginx {m['nginx']}, "
@@ -177,6 +184,9 @@ def write(path: Path, data: dict) -> None:
           "base_url = the upstream. Request: `POST /api/v1/passthrough` with `{\"method\":\"GET\",\"path\":\"/ping\"}`, "
           "`Authorization: Bearer <key>`, `X-Account-Token`.")
         w(f"- **nginx:** plain reverse proxy ({s['nginx']}).")
+        if s.get("floor"):
+            w(f"- **floor:** the least a Python proxy costs: {s['floor']}; the same request and answer envelope as "
+              "ours, without authentication, rate limits, SSRF guard or call log.")
         w(f"- **Client:** {s['client']}. Direct and nginx: `GET /ping` (the very call our passthrough makes upstream).")
         w(f"- **Method:** per concurrency, a {s['warmup']:.0f} s warm-up per target, then {s['rounds']} rounds × "
           f"{s['seconds']:.0f} s per target, interleaved (order rotates each round). Figures are medians over rounds; "
@@ -184,7 +194,7 @@ def write(path: Path, data: dict) -> None:
         w("| conc. | target | requests | errors | p50 ms | p90 ms | p99 ms | req/s [min–max] | added p50 ms | added p99 ms | throughput vs direct |")
         w("| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |")
         for c, by_target in a["results"].items():
-            for name in ("direct", "ours", "typed", "nginx"):
+            for name in ("direct", "floor", "ours", "before", "typed", "nginx"):
                 if name not in by_target:
                     continue
                 r, q = by_target[name], a["ratios"][c][name]
@@ -200,7 +210,7 @@ def write(path: Path, data: dict) -> None:
             w("| conc. | target | proxy | upstream | PostgreSQL | total | 2000 / total (req/s) |")
             w("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
             for c, by_target in a["results"].items():
-                for name in ("direct", "ours", "typed", "nginx"):
+                for name in ("direct", "floor", "ours", "before", "typed", "nginx"):
                     r = by_target.get(name)
                     if not r or "cpu_proxy_ms" not in r:
                         continue
@@ -249,7 +259,7 @@ def write(path: Path, data: dict) -> None:
             w("| conc. | target | requests | p50 ms | p99 ms | req/s | added p50 ms | throughput vs direct |")
             w("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
             for c, by_target in sl["results"].items():
-                for name in ("direct", "ours", "typed", "nginx"):
+                for name in ("direct", "floor", "ours", "before", "typed", "nginx"):
                     if name in by_target:
                         r, q = by_target[name], sl["ratios"][c][name]
                         w(f"| {c} | {name} | {r['requests']} | {f(r['p50'], 3)} | {f(r['p99'], 3)} | {f(r['rps'], 0)} | "

@@ -13,6 +13,7 @@ import argparse
 import datetime
 import json
 import shutil
+import shlex
 import signal
 import sys
 import tempfile
@@ -24,7 +25,7 @@ from pathlib import Path
 from tests.bench import bench_a, bench_b, environment, functions_bench, profiling, report
 from tests.bench.loadgen import have_wrk, run_load
 from tests.bench.procs import PY, Procs, log, run_checked
-from tests.bench.servers import check_passthrough, start_nginx, start_serve, start_upstream, UPSTREAM_THREADS, UPSTREAM_WORKERS
+from tests.bench.servers import check_passthrough, start_floor, start_nginx, start_serve, start_upstream, UPSTREAM_THREADS, UPSTREAM_WORKERS
 
 HERE = Path(__file__).resolve().parent
 
@@ -63,7 +64,7 @@ def arguments(argv=None):
     p.add_argument("--seconds", type=float, default=5, help="seconds per target per round (A)")
     p.add_argument("--warmup", type=float, default=1, help="warm-up seconds per target per concurrency (A)")
     p.add_argument("--serve", default="2x8", help="primary serve setting, WORKERSxTHREADS[:flag...] (default 2x8, log off)")
-    p.add_argument("--variants", default="2x8:log,4x4,2x8:nofsync,2x8:asynclog",
+    p.add_argument("--variants", default="2x8:log,4x4,2x8:nofsync",
                    help="other serve settings to try, comma-separated ('' for none); flags: "
                         + ", ".join(f"{k} ({v})" for k, v in VARIANT_FLAGS.items()))
     p.add_argument("--variant-rounds", type=int, default=2)
@@ -74,7 +75,7 @@ def arguments(argv=None):
     p.add_argument("--b-requests", type=int, default=1000)
     p.add_argument("--b-sparse", type=int, default=15, help="extra B requests sent 1 at a time with idle gaps (0: skip)")
     p.add_argument("--b-sparse-gap", type=float, default=2.0)
-    p.add_argument("--b-fast-poll-ms", default="100,20",
+    p.add_argument("--b-fast-poll-ms", default="1000",
                    help="rerun the sparse phase with dramatiq_worker_timeout set to each of these ms values ('' to skip)")
     p.add_argument("--b-throughput-jobs", type=int, default=1000)
     p.add_argument("--skip-a", action="store_true")
@@ -82,8 +83,17 @@ def arguments(argv=None):
     p.add_argument("--skip-sync", action="store_true", help="skip the syncing benchmark (tests/bench/sync_bench.py)")
     p.add_argument("--skip-ratelimit", action="store_true",
                    help="skip the rate-limit benchmark (tests/bench/ratelimit_bench.py)")
+    p.add_argument("--before", metavar="COMMIT",
+                   help="also serve COMMIT's code (git archive into the temp dir; same database, so no migration may "
+                        "differ) as target `before`, interleaved with ours in part A")
+    p.add_argument("--only", choices=["a", "b", "sync", "ratelimit"],
+                   help="run only this part (e.g. `--only a --variants '' --slow-delay-ms 0`: part A alone, ~3 min)")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (logs, configs, raw profiles)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.only:
+        for part in ("a", "b", "sync", "ratelimit"):
+            setattr(args, f"skip_{part}", part != args.only)
+    return args
 
 
 def _terminate(signum, frame):
@@ -113,6 +123,15 @@ def profile_serve(args, serve_proc, ours, client, tmp) -> dict:
                    "while wrk drove `POST /api/v1/passthrough`; shares are of samples inside gunicorn's "
                    "`handle_request` and nest (a parent includes its children).")
     return out
+
+
+def checkout(commit: str, tmp: Path) -> Path:
+    """COMMIT's tree, exported (not a git worktree: the repository is left as it is)."""
+    where = tmp / f"before-{commit}"
+    where.mkdir()
+    run_checked(["git", "archive", "--format=tar", "-o", tmp / f"before-{commit}.tar", commit], what="git archive")
+    run_checked(["tar", "-x", "-f", tmp / f"before-{commit}.tar", "-C", where], what="tar")
+    return where
 
 
 def sync_benchmark(env, tmp) -> dict:
@@ -146,7 +165,8 @@ def main(argv=None) -> int:
     tmp.chmod(0o755)
     log(f"temp dir {tmp}")
     procs = Procs(tmp)
-    data = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "notes": [], "errors": []}
+    data = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "notes": [], "errors": [],
+            "command": shlex.join([".venv/bin/python", "-m", "tests.bench.run", *(argv if argv is not None else sys.argv[1:])])}
     ok = False
     meter_db = None
     try:
@@ -183,7 +203,18 @@ def main(argv=None) -> int:
         direct = bench_a.direct_target(up_port)
         ours = bench_a.ours_target(serve_port, fixtures["api_key"], fixtures["account_token"], pid=serve.pid)
         typed = bench_a.typed_target(serve_port, fixtures["api_key"], fixtures["account_token"], pid=serve.pid)
-        targets = [direct, ours, typed] + ([bench_a.nginx_target(nginx_port, pid=nginx_pid)] if nginx_port else [])
+        floor_proc, floor_port = start_floor(procs, up_port, workers=primary["workers"], threads=primary["threads"])
+        floor = bench_a.floor_target(floor_port, pid=floor_proc.pid)
+        if args.before:
+            before_proc, before_port = start_serve(procs, env, name="serve-before", cwd=checkout(args.before, tmp),
+                                                   **serve_kwargs(primary))
+            check_passthrough(before_port, fixtures["api_key"], fixtures["account_token"])
+            data["before_commit"] = args.before
+            typed = [typed, bench_a.ours_target(before_port, fixtures["api_key"], fixtures["account_token"],
+                                                name="before", pid=before_proc.pid)]
+        else:
+            typed = [typed]
+        targets = [direct, floor, ours, *typed] + ([bench_a.nginx_target(nginx_port, pid=nginx_pid)] if nginx_port else [])
         a = None
         if not args.skip_a:
             a = {"setup": {"upstream": f"{UPSTREAM_WORKERS} workers × {UPSTREAM_THREADS} threads",
@@ -194,7 +225,9 @@ def main(argv=None) -> int:
                                       "latency percentiles from wrk's histogram)") if client == "wrk"
                                      else "Python http.client, one persistent connection per thread",
                            "rounds": args.rounds, "seconds": args.seconds, "warmup": args.warmup}}
-            log("A: direct / ours / nginx at concurrency 1 and 8")
+            a["setup"]["floor"] = (f"bare Django + pooled urllib3 (tests/bench/floor.py) under gunicorn "
+                                   f"{primary['workers']} × {primary['threads']} gthread, access log off")
+            log("A: direct / floor / ours / typed / nginx at concurrency 1 and 8")
             a["results"] = bench_a.interleaved(targets, client=client, concurrencies=(1, 8), rounds=args.rounds,
                                                seconds=args.seconds, warmup=args.warmup, script_dir=tmp, meter=meter)
             a["ratios"] = bench_a.ratios(a["results"])
@@ -216,7 +249,7 @@ def main(argv=None) -> int:
                     data["errors"].append(f"profiling failed: {exc}")
             if args.slow_delay_ms:
                 path = f"/delay/{args.slow_delay_ms}"
-                slow = [bench_a.direct_target(up_port, path),
+                slow = [bench_a.direct_target(up_port, path), bench_a.floor_target(floor_port, path, pid=floor_proc.pid),
                         bench_a.ours_target(serve_port, fixtures["api_key"], fixtures["account_token"], path, pid=serve.pid)]
                 if nginx_port:
                     slow.append(bench_a.nginx_target(nginx_port, path, pid=nginx_pid))
@@ -301,7 +334,8 @@ def main(argv=None) -> int:
             data["notes"].append(
                 "B's sequential phase keeps the worker busy (the next job is enqueued as soon as the last is seen "
                 "finished), so Dramatiq's consumer rarely idles; the sparse phase shows latency after idle gaps, when "
-                "the Redis consumer backs off polling up to `dramatiq_worker_timeout` (default 1000 ms).")
+                "the Redis consumer backs off polling up to `dramatiq_worker_timeout` (our default 50 ms, "
+                "DRAMATIQ_WORKER_TIMEOUT_MS; Dramatiq's own is 1000 ms, the `=1000` row).")
         ok = True
     except BaseException as exc:  # noqa: BLE001 - reported, then re-raised after teardown
         data["errors"].append(f"{type(exc).__name__}: {exc}")

@@ -1,6 +1,7 @@
 """The benchmark's servers, each on a free loopback port: upstream (gunicorn), nginx, our `serve`, the job worker."""
 
 import json
+import os
 from pathlib import Path
 
 from tests.bench.procs import HOST, PY, Proc, Procs, free_port, http_request, log, wait_http
@@ -63,9 +64,26 @@ def start_nginx(procs: Procs, binary: str, tmp: Path, upstream_port: int) -> tup
     return proc, port
 
 
+def start_floor(procs: Procs, upstream_port: int, *, workers: int, threads: int) -> tuple[Proc, int]:
+    """The floor proxy (tests/bench/floor.py) under the same gunicorn settings as our `serve` (gthread, no access log)."""
+    port = free_port()
+    proc = procs.start("floor", [
+        PY, "-m", "gunicorn", "--bind", f"{HOST}:{port}", "--worker-class", "gthread", "--workers", workers,
+        "--threads", threads, "--timeout", "90", "--graceful-timeout", "30", "--log-level", "warning",
+        "tests.bench.floor:app",
+    ], env={**os.environ, "BENCH_FLOOR_UPSTREAM": f"http://{HOST}:{upstream_port}"})
+    body, headers = passthrough_request("", "")
+    wait_http(proc, port, "/ping", ok=lambda s: s == 404)  # up: an unknown path answers 404
+    status, content = http_request(port, "POST", "/api/v1/passthrough", body, headers)
+    if status != 200 or json.loads(content).get("status") != 200:
+        raise RuntimeError(f"floor proxy answered {status}: {content[:300]!r}")
+    return proc, port
+
+
 def start_serve(procs: Procs, env: dict, *, workers: int, threads: int, access_log: bool, name="serve",
-                whatif=(), db_sync_commit_off=False) -> tuple[Proc, int]:
-    """Our `manage.py serve`; `whatif` patches run it through tests/bench/whatif_serve.py (experiments only)."""
+                whatif=(), db_sync_commit_off=False, cwd=None) -> tuple[Proc, int]:
+    """Our `manage.py serve` (from the checkout `cwd`, default this one); `whatif` patches run it through
+    tests/bench/whatif_serve.py (experiments only)."""
     port = free_port()
     env = {**env, "SERVE_WORKERS": str(workers), "SERVE_THREADS": str(threads),
            "SERVE_ACCESS_LOG": "true" if access_log else "false"}
@@ -76,7 +94,7 @@ def start_serve(procs: Procs, env: dict, *, workers: int, threads: int, access_l
         argv = [PY, "-m", "tests.bench.whatif_serve", "--bind", f"{HOST}:{port}"]
     else:
         argv = [PY, "manage.py", "serve", "--bind", f"{HOST}:{port}"]
-    proc = procs.start(name, argv, env=env)
+    proc = procs.start(name, argv, env=env, **({"cwd": cwd} if cwd else {}))
     wait_http(proc, port, "/api/v1/integrations", timeout=90)  # 401 without a key: it answers
     return proc, port
 

@@ -30,6 +30,19 @@ def stop_job_worker(server, worker):
     stop_in_process_worker()
 
 
+def flush_call_log(server, worker):
+    """A worker leaving gracefully (SIGTERM, `serve` shutdown, max-requests recycling) writes its queued log rows."""
+    from passthrough.call_log import writer
+
+    writer.close()
+
+
+def worker_exit(server, worker):
+    if settings.IN_PROCESS_WORKER:
+        stop_job_worker(server, worker)
+    flush_call_log(server, worker)
+
+
 class Command(BaseCommand):
     help = "Serve the platform with gunicorn; in local mode (no DRAMATIQ_BROKER_URL) each process also runs jobs."
 
@@ -47,11 +60,12 @@ class Command(BaseCommand):
             # Above the 55 s synchronous passthrough budget, so the 408 is ours, not a killed worker.
             "timeout": 90,
             "graceful_timeout": 30,
+            "worker_exit": worker_exit,
         }
         if settings.SERVE_ACCESS_LOG:
             config["accesslog"] = "-"
         if settings.IN_PROCESS_WORKER:
-            config.update(post_worker_init=start_job_worker, worker_exit=stop_job_worker)
+            config["post_worker_init"] = start_job_worker
         self.stdout.write(f"Serving on http://{bind} ({workers} processes x {threads} threads"
                           f"{', in-process job worker' if settings.IN_PROCESS_WORKER else ''}).")
         PlatformServer(config).run()

@@ -1,0 +1,118 @@
+"""API keys and connections cached in each process (connections/hot_cache.py), invalidated through the Redis of
+CACHE_URL: a warm call reads neither from the database, and a write takes effect on the next call in every process."""
+
+import json
+import os
+from http.client import HTTPConnection
+
+import pytest
+from django.utils import timezone
+
+from connections import hot_cache
+from connections.models import ApiKey
+from tests.factories import make_api_key, make_connection
+from tests.network import local_integration, passthrough
+from tests.servers import platform_serve, shared_database_url
+
+
+@pytest.fixture
+def cached(settings):
+    if not settings.RATE_LIMIT_REDIS_URL:
+        pytest.skip("The cache is used with a Redis CACHE_URL (the PostgreSQL + Redis leg).")
+    settings.HOT_PATH_CACHE = True
+    hot_cache.api_keys.entries.clear()
+    hot_cache.connections.entries.clear()
+
+
+def test_a_warm_call_runs_no_sql_but_its_log_row(cached, alice, local_server, django_assert_max_num_queries):
+    _, token = make_connection(alice.organization, local_integration(local_server.url))
+    assert passthrough(alice, token, method="GET", path="/ping").status_code == 200
+    with django_assert_max_num_queries(5) as captured:
+        assert passthrough(alice, token, method="GET", path="/ping").status_code == 200
+    assert [q["sql"].split(" (")[0] for q in captured] == ['INSERT INTO "passthrough_functioncall"']
+
+
+def test_an_edit_of_the_rate_limits_applies_to_the_next_call(cached, alice, local_server):
+    connection, token = make_connection(alice.organization, local_integration(local_server.url))
+    assert passthrough(alice, token, method="GET", path="/ping").status_code == 200
+    integration = connection.integration
+    integration.rate_limits = [{"requests": 1, "per_seconds": 60}]
+    integration.save()
+    assert passthrough(alice, token, method="GET", path="/ping").status_code == 200
+    assert passthrough(alice, token, method="GET", path="/ping").status_code == 429
+
+
+def test_revoking_deleting_and_editing_take_effect_on_the_next_call(cached, alice, local_server):
+    connection, token = make_connection(alice.organization, local_integration(local_server.url))
+    assert passthrough(alice, token, method="GET", path="/ping").status_code == 200
+    integration = connection.integration
+    integration.base_url = local_server.url + "/moved"
+    integration.save()
+    assert passthrough(alice, token, method="GET", path="/ping").status_code == 200
+    assert local_server.requests[-1].path == "/moved/ping"
+    connection.delete()
+    assert passthrough(alice, token, method="GET", path="/ping").status_code == 401
+    alice.api_key.revoked_at = timezone.now()
+    alice.api_key.save()
+    assert alice.client.get("/api/v1/integrations").status_code == 401
+
+
+def test_the_admin_revoke_action_takes_effect_on_the_next_call(cached, alice, admin_client, local_server):
+    _, token = make_connection(alice.organization, local_integration(local_server.url))
+    assert passthrough(alice, token, method="GET", path="/ping").status_code == 200
+    admin_client.post("/admin/connections/apikey/", {"action": "revoke", "_selected_action": [alice.api_key.pk]})
+    assert ApiKey.objects.get(pk=alice.api_key.pk).revoked_at is not None
+    assert passthrough(alice, token, method="GET", path="/ping").status_code == 401
+
+
+# --- Two real servers on one Redis -----------------------------------------------------------------------------------
+
+def call(port, key, token, path="/ping") -> tuple[int, dict]:
+    http = HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        http.request("POST", "/api/v1/passthrough", body=json.dumps({"method": "GET", "path": path}),
+                     headers={"Authorization": f"Bearer {key}", "X-Account-Token": token, "Content-Type": "application/json"})
+        answer = http.getresponse()
+        return answer.status, json.loads(answer.read() or b"{}")
+    finally:
+        http.close()
+
+
+@pytest.mark.parametrize("store", ["redis", "local"])
+def test_a_write_in_one_process_takes_effect_on_the_next_call_in_two_servers(transactional_db, settings, local_server,
+                                                                              store):
+    """On one Redis (the cache on), and in local mode (the database cache: no cache of keys and connections)."""
+    from django.db import connection as db
+
+    if db.vendor != "postgresql" or not settings.RATE_LIMIT_REDIS_URL:
+        pytest.skip("Runs on the PostgreSQL + Redis leg (servers share the database and the Redis).")
+    api_key, key = make_api_key("alice")
+    connection, token = make_connection(api_key.organization, local_integration(local_server.url))
+    other, other_token = make_connection(api_key.organization, connection.integration, end_user_id="user-2")
+    env = {**os.environ, "DATABASE_URL": shared_database_url(),
+           "CACHE_URL": settings.RATE_LIMIT_REDIS_URL, "SERVE_ACCESS_LOG": "false", "LOG_LEVEL": "WARNING",
+           "HOT_PATH_CACHE": "true"}
+    if store == "local":
+        del env["CACHE_URL"]
+    with platform_serve(env, threads=2) as (first, _), platform_serve(env, threads=2) as (second, _):
+        ports = (first, second)
+
+        def every_worker(token_=token):
+            """The statuses of enough calls that both workers of both servers answer (and cache)."""
+            return {call(port, key, token_)[0] for port in ports for _ in range(6)}
+
+        assert every_worker() == {200}
+        integration = connection.integration
+        integration.base_url = local_server.url + "/moved"
+        integration.save()
+        before = len(local_server.requests)
+        assert every_worker() == {200}
+        assert {r.path for r in local_server.requests[before:]} == {"/moved/ping"}
+
+        connection.delete()
+        assert every_worker() == {401}
+        assert every_worker(other_token) == {200}
+
+        api_key.revoked_at = timezone.now()
+        api_key.save()
+        assert every_worker(other_token) == {401}
