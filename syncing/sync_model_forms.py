@@ -20,6 +20,12 @@ LEFT_OUT_WHEN = {"name": {""}, "path": {""}, "records_field": {""}, "id_field": 
 COLUMN_OF = {"modified_since": "modified_since_param", "pagination": "pagination_style"}
 NESTED = {"pagination": ("style", "param", "next_field", "page_size_param", "page_size", "start"),
           "modified_since": ("param", "format")}
+# The page's columns: each stacks a few cells, so a row fits the admin's width.
+COLUMNS = [("Model", ("name", "path")), ("Records", ("records_field", "id_field", "updated_at_field")),
+           ("Pagination", ("pagination_style", "pagination_param", "pagination_next_field", "pagination_page_size_param",
+                           "pagination_page_size", "pagination_start")),
+           ("Modified since", ("modified_since_param", "modified_since_format")),
+           ("Schedule", ("frequency_seconds", "lookback_seconds")), ("Delete", ("DELETE",))]
 NUMERIC = {"pagination_page_size", "pagination_start", "frequency_seconds", "lookback_seconds"}
 
 
@@ -34,7 +40,7 @@ def _number(text: str):
 
 class SyncModelForm(forms.Form):
     name = _cell("Name", 12)
-    path = _cell("Path", 14)
+    path = _cell("Path", 22)
     records_field = _cell("Records field", help_text='Dotted path to the list; blank: the answer is the list.')
     id_field = _cell("Id field", 6, initial="id")
     updated_at_field = _cell("Modified field", initial="updated_at", help_text="Blank: none (every run sees all).")
@@ -50,6 +56,9 @@ class SyncModelForm(forms.Form):
                                             widget=forms.Select(choices=[(f, f) for f in FORMATS]))
     frequency_seconds = _cell("Every (s)", 6, initial=str(DEFAULT_FREQUENCY_SECONDS), help_text="Blank: manual only.")
     lookback_seconds = _cell("Lookback (s)", 4, initial="0")
+
+    def columns(self) -> list[list]:
+        return [[self[name] for name in names] for _, names in COLUMNS]
 
     def entry(self) -> dict:
         """The spec entry this row describes (call on a valid, changed row)."""
@@ -84,8 +93,10 @@ def rows(models) -> list[dict]:
 
 class BaseSyncModelFormSet(forms.BaseFormSet):
     title = "Sync models"
+    column_titles = [title for title, _ in COLUMNS]
     help_text = ("One row per model; fill an empty row to add one (save to get more empty rows), tick Delete to "
-                 "remove one. Checked like load_catalog; the README (Syncing) explains every column.")
+                 "remove one. Blank \"Every (s)\": manual syncs only; blank \"Modified field\": none. Checked like "
+                 "load_catalog; the README (Syncing) explains every cell.")
 
     def __init__(self, data=None, *, value=None):
         super().__init__(data, initial=rows(value), prefix=PREFIX)
