@@ -8,6 +8,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
+from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.html import format_html_join
 
@@ -304,6 +305,11 @@ class IntegrationForm(forms.ModelForm):
             if not formset.is_valid() or any(form.errors for form in formset.forms):
                 self.add_error(None, f"{name}: Correct the rows marked below.")
         return data
+
+    @cached_property
+    def changed_data(self):
+        """With each edited formset's field, for the admin's history."""
+        return [*super().changed_data, *(name for name, formset in self.formsets.items() if formset.has_changed())]
 
     def field_of(self, error: str) -> str | None:
         """The form field a `field[i].key: message` line of the validator is about (None: the whole form)."""

@@ -86,8 +86,7 @@ def rows(models) -> list[dict]:
         for outer, keys in NESTED.items():
             inner = model.get(outer)
             row.update({f"{outer}_{key}": inner[key] for key in keys if isinstance(inner, dict) and key in inner})
-        row.update({key: "" for key in ("frequency_seconds", "updated_at_field") if key in row and row[key] is None})
-        initial.append(row)
+        initial.append({key: "" if value is None else str(value) for key, value in row.items()})  # as a browser posts it
     return initial
 
 

@@ -2,6 +2,7 @@
 on the row and column they are about, nothing saved when one is wrong."""
 
 import pytest
+from django.contrib.admin.models import LogEntry
 from django.utils.html import escape
 
 from connections.catalog import validate_entry
@@ -61,6 +62,7 @@ class TestSyncModelRows:
         assert response.status_code == 302
         globex.refresh_from_db()
         assert globex.sync_models == [CONTACTS, DEALS]
+        assert "sync_models" not in LogEntry.objects.get(object_id=str(globex.pk)).get_change_message()
 
     def test_a_model_is_added_by_filling_an_empty_row(self, admin_client):
         response = admin_client.post(admin_url(Integration, "add"), integration_form(**sync_model_rows(CONTACTS_ROW, {})))
@@ -78,6 +80,7 @@ class TestSyncModelRows:
         globex.refresh_from_db()
         assert globex.sync_models == [CONTACTS, {"name": "deals", "path": "/deals", "frequency_seconds": 600,
                                                  "pagination": {"style": "page", "param": "p", "start": 0}}]
+        assert "sync_models" in LogEntry.objects.get(object_id=str(globex.pk)).get_change_message()
 
     def test_a_model_is_deleted_by_ticking_delete(self, admin_client, globex):
         rows = sync_model_rows({**CONTACTS_ROW, "DELETE": "on"}, DEALS_ROW, {}, initial=2)
