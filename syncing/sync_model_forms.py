@@ -15,7 +15,8 @@ PREFIX = "sync_models"
 NUMBER = re.compile(r"-?[0-9]+")
 # Cells that say what the spec does without the key, so the entry leaves the key out (as the README's examples do);
 # a blank name or path is left out for the validator's "Required" message.
-LEFT_OUT_WHEN = {"name": {""}, "path": {""}, "records_field": {""}, "id_field": {"id"}, "updated_at_field": {"updated_at"}, "lookback_seconds": {"", 0}}
+LEFT_OUT_WHEN = {"name": {""}, "path": {""}, "records_field": {""}, "id_field": {"id"},
+                 "updated_at_field": {"updated_at"}, "lookback_seconds": {"", 0}}
 # The column a validator message about `key` (or `key.sub`) is shown on.
 COLUMN_OF = {"modified_since": "modified_since_param", "pagination": "pagination_style"}
 NESTED = {"pagination": ("style", "param", "next_field", "page_size_param", "page_size", "start"),
