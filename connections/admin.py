@@ -8,6 +8,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
+from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.html import format_html_join
 
@@ -238,11 +239,6 @@ class IntegrationForm(forms.ModelForm):
     )
     rate_limits = RateLimitsField(
         required=False, help_text='One window per line: "100 per 10 s" (per integration) or "50 per 60 s per connection".')
-    sync_models = PrettyJSONField(
-        required=False, widget=forms.Textarea(attrs={"rows": 14, "cols": 80}),
-        help_text='A list of models, e.g. [{"name": "contacts", "path": "/contacts", "records_field": "results", '
-                  '"pagination": {"style": "cursor", "param": "cursor", "next_field": "next_cursor"}, '
-                  '"frequency_seconds": 3600}]. Checked like load_catalog; see the README (Syncing) for every field.')
     auth_config = PrettyJSONField(required=False, widget=forms.Textarea(attrs={"rows": 5, "cols": 80}))
     # The OAuth app settings (stored in auth_config): a change here wins over the same key edited in auth_config.
     oauth_client_id = forms.CharField(required=False, label="OAuth client id", help_text="OAuth2: your app's client id at the provider.")
@@ -256,8 +252,16 @@ class IntegrationForm(forms.ModelForm):
     OAUTH_APP_FIELDS = {"oauth_client_id": "client_id", "oauth_scopes": "scopes", "oauth_authorize_params": "authorize_params",
                         "oauth_token_auth": "token_auth", "oauth_pkce": "pkce"}
 
+    # Catalog fields edited as rows rather than a field, each by the app that owns the field (syncing: sync_models):
+    # {field name: a formset class taking (data, value=the stored value), with value() and show_problem(line)}.
+    entry_formsets = {}
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        for name in self.entry_formsets:
+            self.fields.pop(name, None)
+        self.formsets = {name: formset(self.data if self.is_bound else None, value=getattr(self.instance, name))
+                         for name, formset in self.entry_formsets.items()}
         config = self.instance.auth_config or {}
         self.initial.update(oauth_client_id=config.get("client_id", ""), oauth_scopes=" ".join(config.get("scopes", [])),
                             oauth_authorize_params=config.get("authorize_params") or {},
@@ -290,22 +294,35 @@ class IntegrationForm(forms.ModelForm):
             if key in config:
                 self.add_error("auth_config", f"auth_config.{key}: Use the write-only OAuth client secret field.")
         # `load_catalog`'s validator, on the entry this form describes: the same rules and the same messages.
-        entry = {name: data[name] for name in CATALOG_FIELDS if name in data}
+        self.formset_values = {name: formset.value() for name, formset in self.formsets.items() if formset.is_valid()}
+        entry = {**{name: data[name] for name in CATALOG_FIELDS if name in data}, **self.formset_values}
         for error in validate_entry({**entry, "auth": {**config, "scheme": data.get("auth_scheme")}}):
             field = self.field_of(error)
+            if field in self.formsets and self.formsets[field].show_problem(error):
+                continue
             if field not in self._errors:  # a field Django refused already is missing from `data`, not absent
-                self.add_error(field, error)
+                self.add_error(None if field in self.formsets else field, error)
+        for name, formset in self.formsets.items():
+            if not formset.is_valid() or any(form.errors for form in formset.forms):
+                self.add_error(None, f"{name}: Correct the rows marked below.")
         return data
+
+    @cached_property
+    def changed_data(self):
+        """With each edited formset's field, for the admin's history."""
+        return [*super().changed_data, *(name for name, formset in self.formsets.items() if formset.has_changed())]
 
     def field_of(self, error: str) -> str | None:
         """The form field a `field[i].key: message` line of the validator is about (None: the whole form)."""
         name = error.split(":", 1)[0].split(".", 1)[0].split("[", 1)[0]
         name = "auth_config" if name == "auth" else name
-        return name if name in self.fields else None
+        return name if name in self.fields or name in self.formsets else None
 
     def save(self, commit=True):
         if self.cleaned_data.get("oauth_client_secret"):
             self.instance.set_oauth_client_secret(self.cleaned_data["oauth_client_secret"])
+        for name, value in self.formset_values.items():
+            setattr(self.instance, name, value)
         return super().save(commit)
 
 
@@ -322,6 +339,9 @@ class IntegrationAdmin(admin.ModelAdmin):
     search_fields = ["slug", "name", "base_url"]
     readonly_fields = ["rate_limit_usage", "openapi_import_link"]
     inlines = [FunctionInline]
+
+    def get_exclude(self, request, obj=None):
+        return [*(super().get_exclude(request, obj) or []), *IntegrationForm.entry_formsets]
 
     @admin.display(description="Connections")
     def connection_count(self, obj):

@@ -4,12 +4,13 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
-from connections.admin import ConnectionAdmin
+from connections.admin import ConnectionAdmin, IntegrationForm
 from integration_platform.errors import PlatformError
 from passthrough.admin import EvidenceAdmin, changelist_url, seconds
 from passthrough.models import FunctionCall
 from syncing import services
 from syncing.models import Record, SyncRun, SyncState
+from syncing.sync_model_forms import SyncModelFormSet
 
 
 def connections_sync(request, connections, *, full: bool, notify) -> None:
@@ -39,6 +40,7 @@ def full_resync(modeladmin, request, queryset):
 
 # The connections app knows nothing of syncing: syncing adds its actions to the connection admin.
 ConnectionAdmin.actions = [*ConnectionAdmin.actions, sync_now, full_resync]
+IntegrationForm.entry_formsets["sync_models"] = SyncModelFormSet
 
 
 @admin.register(SyncState)

@@ -241,11 +241,27 @@ class TestConnectionAdmin:
         assert not Connection.objects.exists()
 
 
+SYNC_MODEL_ROW = {"name": "", "path": "", "records_field": "", "id_field": "id", "updated_at_field": "updated_at",
+                  "pagination_style": "none", "pagination_param": "", "pagination_next_field": "",
+                  "pagination_page_size_param": "", "pagination_page_size": "", "pagination_start": "",
+                  "modified_since_param": "", "modified_since_format": "iso8601", "frequency_seconds": "86400",
+                  "lookback_seconds": "0"}
+
+
+def sync_model_rows(*rows: dict, initial: int = 0) -> dict:
+    """The Integration form's sync-model rows as posted: each row's changes over an empty row's cells (the first
+    `initial` rows are the integration's stored models)."""
+    data = {"sync_models-TOTAL_FORMS": str(len(rows)), "sync_models-INITIAL_FORMS": str(initial)}
+    for i, row in enumerate(rows):
+        data.update({f"sync_models-{i}-{key}": value for key, value in {**SYNC_MODEL_ROW, **row}.items()})
+    return data
+
+
 def integration_form(**changes):
     data = {
         "slug": "globex", "name": "Globex", "description": "", "base_url": "https://api.globex.test",
         "auth_scheme": "bearer", "auth_config": "{}", "categories": "[]", "rate_limits": "[]", "pause": "connection",
-        "allowed_override_hosts": "[]", "sync_models": "[]", "docs_url": "", "logo_url": "", "enabled": "on",
+        "allowed_override_hosts": "[]", **sync_model_rows(), "docs_url": "", "logo_url": "", "enabled": "on",
         "oauth_client_secret": "",
         "functions-TOTAL_FORMS": "0", "functions-INITIAL_FORMS": "0",
         "functions-MIN_NUM_FORMS": "0", "functions-MAX_NUM_FORMS": "1000",
@@ -264,7 +280,7 @@ class TestIntegrationAdmin:
         assert integration.functions.get().name == "globex-passthrough-request"
 
     def test_emptied_optional_json_fields_are_saved_as_empty(self, admin_client):
-        form = integration_form(auth_config="", categories="", rate_limits="", allowed_override_hosts="", sync_models="")
+        form = integration_form(auth_config="", categories="", rate_limits="", allowed_override_hosts="")
         assert admin_client.post(admin_url(Integration, "add"), form).status_code == 302
         integration = Integration.objects.get(slug="globex")
         assert integration.auth_config == {}

@@ -6,7 +6,7 @@ from django.test import Client
 
 from connections.models import ConnectSession, Connection, Integration, Organization
 from tests.factories import make_connection, make_integration
-from tests.test_admin import admin_url, secret_shown_once
+from tests.test_admin import admin_url, secret_shown_once, sync_model_rows
 
 
 def shown_link(response, client):
@@ -55,7 +55,7 @@ def test_oauth_app_settings_are_edited_as_fields(admin_client, oauth_integration
     form = {"slug": "crmy", "name": "Crmy", "description": "", "base_url": oauth_integration.base_url,
             "auth_scheme": "oauth2", "auth_config": '{"authorize_url": "https://login.crmy.test/a", '
                                                     '"token_url": "https://login.crmy.test/t", "client_id": "c-1"}',
-            "categories": "[]", "rate_limits": "[]", "pause": "connection", "allowed_override_hosts": "[]", "sync_models": "[]",
+            "categories": "[]", "rate_limits": "[]", "pause": "connection", "allowed_override_hosts": "[]", **sync_model_rows(),
             "docs_url": "", "logo_url": "", "enabled": "on", "oauth_client_id": "c-2", "oauth_scopes": "read write",
             "oauth_authorize_params": '{"prompt": "consent"}', "oauth_token_auth": "basic",
             "oauth_client_secret": "NEW-SECRET-1", "functions-TOTAL_FORMS": "0", "functions-INITIAL_FORMS": "0"}

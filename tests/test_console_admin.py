@@ -1,7 +1,6 @@
 """The operator console in the admin: a call log built for triage, evidence that cannot be edited, actions that need
 their permission, edits that cannot go wrong, and a reason beside every failure."""
 
-import json
 from datetime import timedelta
 
 import pytest
@@ -9,9 +8,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import escape
 
-from connections.catalog import validate_entry
 from connections.models import ApiKey, Connection, Integration, Organization, WebhookAttempt, WebhookDelivery
 from passthrough.models import AsyncPassthroughRequest, FunctionCall
 from syncing.models import Record, SyncRun, SyncState
@@ -208,31 +205,6 @@ class TestUnsafeEditsAreRefused:
 
     def test_api_key_organization_is_chosen_on_add(self, admin_client):
         assert 'name="organization"' in admin_client.get(admin_url(ApiKey, "add")).content.decode()
-
-    @pytest.mark.parametrize("sync_models", [
-        '[{"name": "contacts"}]',
-        '[{"name": "contacts", "path": "/c", "frequency_seconds": -5}]',
-        '{"contacts": {}}',
-    ])
-    def test_bad_sync_models_are_refused_with_load_catalogs_messages(self, admin_client, sync_models):
-        response = admin_client.post(admin_url(Integration, "add"), integration_form(sync_models=sync_models))
-        assert response.status_code == 200
-        html = response.content.decode()
-        expected = validate_entry({"slug": "globex", "name": "Globex", "base_url": "https://api.globex.test",
-                                   "auth": {"scheme": "bearer"}, "sync_models": json.loads(sync_models)})
-        assert expected and all(e.startswith("sync_models") for e in expected)
-        assert all(escape(e) in html for e in expected)
-        assert not Integration.objects.filter(slug="globex").exists()
-
-    def test_an_existing_integration_keeps_its_sync_models_when_an_edit_is_refused(self, admin_client):
-        integration = make_integration(slug="globex", base_url="https://api.globex.test",
-                                       sync_models=[{"name": "contacts", "path": "/contacts"}])
-        before = integration.sync_models
-        response = admin_client.post(admin_url(Integration, "change", integration.pk),
-                                     integration_form(sync_models='[{"name": "contacts"}]'))
-        assert response.status_code == 200
-        integration.refresh_from_db()
-        assert integration.sync_models == before
 
     @pytest.mark.parametrize("url", ["http://127.0.0.1:9/hooks", "http://[::1]/hooks", "http://localhost/hooks",
                                      "http://169.254.169.254/latest"])
