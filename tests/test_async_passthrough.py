@@ -169,16 +169,19 @@ def test_second_retrieval_within_ten_seconds_is_429_with_retry_after(alice, http
     assert 1 <= int(refused["Retry-After"]) <= 10
 
 
+def poll_at(tenant, receipt_id, when):
+    """A retrieval as if made at `when` (time moved, not slept)."""
+    with mock.patch("passthrough.async_passthrough.timezone.now", return_value=when):
+        return poll(tenant, receipt_id)
+
+
 def test_retry_after_counts_down_and_a_refusal_does_not_restart_the_window(alice, httpbin_connection, broker):
     _, token = httpbin_connection
     receipt_id = create(alice, token).json()["async_passthrough_receipt_id"]
     start = timezone.now()
-    with mock.patch("passthrough.async_passthrough.timezone.now", return_value=start):
-        assert poll(alice, receipt_id).status_code == 202
-    with mock.patch("passthrough.async_passthrough.timezone.now", return_value=start + timedelta(seconds=6)):
-        assert int(poll(alice, receipt_id)["Retry-After"]) <= 4
-    with mock.patch("passthrough.async_passthrough.timezone.now", return_value=start + timedelta(seconds=8.5)):
-        assert int(poll(alice, receipt_id)["Retry-After"]) == 2
+    assert poll_at(alice, receipt_id, start).status_code == 202
+    assert int(poll_at(alice, receipt_id, start + timedelta(seconds=6))["Retry-After"]) <= 4
+    assert int(poll_at(alice, receipt_id, start + timedelta(seconds=8.5))["Retry-After"]) == 2
 
 
 def test_a_retrieval_just_after_the_window_is_allowed_once(alice, httpbin_connection, broker):
@@ -187,11 +190,9 @@ def test_a_retrieval_just_after_the_window_is_allowed_once(alice, httpbin_connec
     _, token = httpbin_connection
     receipt_id = create(alice, token).json()["async_passthrough_receipt_id"]
     start = timezone.now()
-    with mock.patch("passthrough.async_passthrough.timezone.now", return_value=start):
-        assert poll(alice, receipt_id).status_code == 202
-    with mock.patch("passthrough.async_passthrough.timezone.now", return_value=start + timedelta(seconds=10.5)):
-        assert poll(alice, receipt_id).status_code == 202
-        refused = poll(alice, receipt_id)
+    assert poll_at(alice, receipt_id, start).status_code == 202
+    assert poll_at(alice, receipt_id, start + timedelta(seconds=10.5)).status_code == 202
+    refused = poll_at(alice, receipt_id, start + timedelta(seconds=10.5))
     assert (refused.status_code, refused["Retry-After"]) == (429, "10")
 
 
