@@ -6,13 +6,12 @@ from django.contrib import admin
 from django.db import models
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.html import format_html_join
 
-from connections import connect, hot_cache, lifecycle, ratelimit
+from connections import connect, lifecycle, ratelimit
 from connections.catalog import validate_entry
 from connections.models import (ApiKey, ConnectSession, Connection, Function, Integration, Organization, WebhookAttempt,
                                 WebhookDelivery)
@@ -178,8 +177,7 @@ class ApiKeyAdmin(ShowsSecretOnce, admin.ModelAdmin):
 
     @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke(self, request, queryset):
-        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
-        hot_cache.bump()
+        count = queryset.revoke()
         self.message_user(request, f"Revoked {count} key(s).")
 
 

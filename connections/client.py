@@ -150,6 +150,11 @@ def _default_port(scheme, port):
     return port or (443 if scheme == "https" else 80)
 
 
+def _origin(parts, host, port) -> tuple:
+    """(scheme, host, port) of a URL's parts (or a Target): what "same origin" compares."""
+    return parts.scheme, host, _default_port(parts.scheme, port)
+
+
 def _join_path(base_path: str, path: str) -> str:
     """Base path + relative path with exactly one slash; the path's own percent-encoding is kept."""
     segments = path.split("/")
@@ -205,9 +210,8 @@ def build_target(integration: Integration, path: str = "", query=(), *, base_url
     else:
         parts, host, port = _split_url(base_url)
         _ensure_host_allowed(integration, host, base_host)
-        same_origin = (parts.scheme, host, _default_port(parts.scheme, port)) == (
-            base_parts.scheme, base_host, _default_port(base_parts.scheme, base_port))
-        policy = TRUSTED if same_origin else _override_policy(integration, host)
+        policy = TRUSTED if _origin(parts, host, port) == _origin(base_parts, base_host, base_port) else (
+            _override_policy(integration, host))
     relative, path_query = _split_path_query(path)
     base_query = parse_qsl(parts.query, keep_blank_values=True)
     return Target(parts.scheme, host, port, _join_path(parts.path, relative), base_query + path_query + list(query), policy)
@@ -328,10 +332,6 @@ def send(connection: Connection, method: str, target: Target, headers: dict | No
     return exchange
 
 
-def _origin(parts, host, port) -> tuple:
-    return parts.scheme, host, _default_port(parts.scheme, port)
-
-
 def _send_following_redirects(exchange, target, headers, integration, credentials, deadline, permit):
     """Follow redirects hop by hop. A refusal on the first hop is a 400 (nothing sent); on a later hop, the call
     was executed, so it becomes an upstream error.
@@ -341,7 +341,7 @@ def _send_following_redirects(exchange, target, headers, integration, credential
     were injected for."""
     method, url, body = exchange.method, target.url(), exchange.request_body
     policy = target.policy
-    credentialed_origin = (target.scheme, target.host, _default_port(target.scheme, target.port))
+    credentialed_origin = _origin(target, target.host, target.port)
     base_host = _split_url(integration.base_url)[1]
     for hop in range(MAX_REDIRECTS + 1):
         exchange.url = url

@@ -73,6 +73,14 @@ class ApiKeyQuerySet(models.QuerySet):
     def active(self):
         return self.filter(revoked_at__isnull=True)
 
+    def revoke(self) -> int:
+        """Revoke the active keys of this queryset, in every process's cache too (a raw UPDATE sends no signal)."""
+        from connections import hot_cache  # it imports this module
+
+        count = self.active().update(revoked_at=timezone.now())
+        hot_cache.bump()
+        return count
+
 
 class ApiKey(models.Model):
     """A developer's key for the REST and vendor-compatible APIs.

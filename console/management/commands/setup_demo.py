@@ -55,7 +55,7 @@ class Command(JsonCommand):
         admin.set_password(password)
         admin.save()
         # One demo key at a time: every run revokes the previous one and prints a fresh one.
-        ApiKey.objects.filter(organization__name=DEMO_ORG, name=DEMO_KEY_NAME, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        ApiKey.objects.filter(organization__name=DEMO_ORG, name=DEMO_KEY_NAME).revoke()
         api_key, full_key = services.api_key_create(DEMO_ORG, name=DEMO_KEY_NAME)
         Integration.objects.filter(slug="echo").update(base_url=f"{base_url}/echo")  # follows `make run PORT=...`
         previous = Connection.objects.filter(organization__name=DEMO_ORG, integration__slug="echo", end_user_id="demo-user")
