@@ -29,7 +29,7 @@ def api_key_from_secret(full_key: str) -> ApiKey | None:
     key_id, _, secret = full_key.partition(".")
     if not key_id.startswith(ApiKey.KEY_ID_PREFIX) or not secret:
         return None
-    api_key = hot_cache.api_keys.get(key_id, lambda: active_api_key(key_id))
+    api_key = hot_cache.api_key(key_id, lambda: active_api_key(key_id))
     if api_key is None:
         return None
     if not hmac.compare_digest(api_key.key_hash, token_hash(full_key)):

@@ -5,7 +5,7 @@ prepending a new one and re-encrypting (`manage.py rotate_encryption_keys`).
 """
 
 import json
-from functools import cache
+from functools import cache, lru_cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
@@ -29,8 +29,15 @@ def encrypt_text(plaintext: str) -> str:
 
 
 def decrypt_text(ciphertext: str) -> str:
+    return _decrypted(tuple(settings.PLATFORM_ENCRYPTION_KEYS), ciphertext)
+
+
+# A warm passthrough call decrypts the same credentials every time: one Fernet decryption (HMAC + AES) per ciphertext
+# and key set, then from memory.
+@lru_cache(maxsize=1024)
+def _decrypted(keys: tuple, ciphertext: str) -> str:
     try:
-        return fernet().decrypt(ciphertext.encode()).decode()
+        return _fernet(keys).decrypt(ciphertext.encode()).decode()
     except InvalidToken:
         raise DecryptionError("Stored secret cannot be decrypted with the configured PLATFORM_ENCRYPTION_KEYS.") from None
 

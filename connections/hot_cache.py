@@ -1,14 +1,15 @@
 """An in-process cache of what every API call resolves first: the caller's API key and the connection of its account
-token (with its integration), so that a warm call runs no SELECT for them.
+token (with its integration and the integration's passthrough function id), so that a warm call reads none of them
+from the database.
 
 Correctness does not rest on a TTL. Every write that changes what a call may do — an API key created or revoked, a
-connection created, deleted, re-authed or paused, an integration or organization edited — bumps one generation value in
-the shared store (the Redis of CACHE_URL), at once and again when its transaction commits. Each lookup reads that value;
-a process whose entries were made under another value drops them all, so the change takes effect on the next call in
-every process. Entries are only used under a value this
-process read from the store: after the store was emptied, a fresh value is set and everything is read again. When the
-store cannot be read, lookups go to the database, as without the cache. In local mode (the database cache) there is no
-cache: reading a generation from the database would cost what the lookup costs.
+connection created, deleted, re-authed or paused, an integration, its functions or an organization edited — bumps one
+generation value in the shared store (the Redis of CACHE_URL), at once and again when its transaction commits. A request
+reads that value once, at its first lookup (its later lookups use the same reading); a process whose entries were made
+under another value drops them all, so the change takes effect on the next request in every process. Entries are only
+used under a value this process read from the store: after the store was emptied, a fresh value is set and everything
+is read again. When the store cannot be read, lookups go to the database, as without the cache. In local mode (the
+database cache) there is no cache: reading a generation from the database would cost what the lookup costs.
 
 Each call gets its own copy of the cached rows, so that nothing a call does to them reaches another call.
 """
@@ -19,7 +20,7 @@ import threading
 import uuid
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.signals import request_finished, request_started
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
@@ -39,6 +40,7 @@ def bump() -> None:
     with any Redis CACHE_URL, whatever this process's HOT_PATH_CACHE says, since the other processes' may differ."""
     if not settings.RATE_LIMIT_REDIS_URL:
         return
+    _cache.request.generation = None  # a lookup later in this request reads the new value
     try:
         _set_new_generation()
     except shared_store.STORE_ERRORS as exc:
@@ -47,7 +49,7 @@ def bump() -> None:
 
 
 def _set_new_generation() -> None:
-    cache.set(GENERATION_KEY, uuid.uuid4().hex, None)
+    shared_store.redis_client().set(GENERATION_KEY, uuid.uuid4().hex)
 
 
 def _bump_after_commit() -> None:
@@ -63,24 +65,32 @@ class HotCache:
         self.lock = threading.Lock()
         self.generation = None
         self.entries = {}
+        # This thread's current request (`in_request`, set by Django's request signals) and the generation it read.
+        # Outside requests (workers, commands) nothing sets them, so every lookup reads the store.
+        self.request = threading.local()
 
     def _current(self) -> str | None:
         """The store's generation (this process's entries are dropped if it changed), or None: do not cache."""
+        generation = getattr(self.request, "generation", None)
+        if generation is not None:
+            return generation
         try:
-            generation = cache.get(GENERATION_KEY)
+            generation = shared_store.redis_client().get(GENERATION_KEY)
             if generation is None:
-                cache.add(GENERATION_KEY, uuid.uuid4().hex, None)
+                shared_store.redis_client().set(GENERATION_KEY, uuid.uuid4().hex, nx=True)
                 return None
         except shared_store.STORE_ERRORS:
             return None
         if generation != self.generation:
             with self.lock:
                 self.generation, self.entries = generation, {}
+        if getattr(self.request, "in_request", False):
+            self.request.generation = generation
         return generation
 
     def get(self, key, load):
         """A copy of the entry for `key`, loaded by `load()` (which returns a model instance or None) on a miss."""
-        if not (settings.HOT_PATH_CACHE and settings.RATE_LIMIT_REDIS_URL):
+        if not enabled():
             return load()  # with the database cache, reading the generation would cost what `load` costs
         generation = self._current()
         if generation is None:
@@ -97,14 +107,9 @@ class HotCache:
                     self.entries[key] = entry
         return _copy(entry)
 
-    def connection(self, key, load):
-        """`get` for a connection (with its integration), marked as current for this call — checked against every
-        write, or just read — so that the rate limiter takes its windows from the integration instead of reading them
-        again (ratelimit.connection_windows); a retry of the same call keeps them."""
-        connection = self.get(key, load)
-        if connection is not None and settings.HOT_PATH_CACHE and settings.RATE_LIMIT_REDIS_URL:
-            connection.integration_checked = True
-        return connection
+
+def enabled() -> bool:
+    return bool(settings.HOT_PATH_CACHE and settings.RATE_LIMIT_REDIS_URL)
 
 
 def _copy(instance):
@@ -120,17 +125,48 @@ def _copy(instance):
     return duplicate
 
 
-api_keys = HotCache()
-connections = HotCache()
+_cache = HotCache()
+
+
+def api_key(key_id: str, load):
+    """The active API key `key_id` (with its organization), or None; `load()` reads it on a miss."""
+    return _cache.get(("api-key", key_id), load)
+
+
+def connection(key, load):
+    """The connection cached under `key` (with its integration and `passthrough_function_id`), or None; `load()`
+    reads it on a miss. It is marked as current for this call — checked against every write, or just read — so that
+    the rate limiter takes its windows from the integration instead of reading them again
+    (ratelimit.connection_windows); a retry of the same call keeps them."""
+    found = _cache.get(("connection", *key), load)
+    if found is not None and enabled():
+        found.integration_checked = True
+    return found
+
+
+def clear() -> None:
+    """Drop this process's entries (tests)."""
+    with _cache.lock:
+        _cache.entries = {}
 
 
 def _bump_on_write(sender, **kwargs):
     bump()
 
 
-def connect_signals():
-    from connections.models import ApiKey, Connection, Integration, Organization
+def _request_started(**kwargs):
+    _cache.request.generation, _cache.request.in_request = None, True
 
-    for model in (ApiKey, Connection, Integration, Organization):
+
+def _request_finished(**kwargs):
+    _cache.request.generation, _cache.request.in_request = None, False
+
+
+def connect_signals():
+    from connections.models import ApiKey, Connection, Function, Integration, Organization
+
+    request_started.connect(_request_started, dispatch_uid="hot-cache-request-started")
+    request_finished.connect(_request_finished, dispatch_uid="hot-cache-request-finished")
+    for model in (ApiKey, Connection, Function, Integration, Organization):
         post_save.connect(_bump_on_write, sender=model, dispatch_uid=f"hot-cache-save-{model.__name__}")
         post_delete.connect(_bump_on_write, sender=model, dispatch_uid=f"hot-cache-delete-{model.__name__}")

@@ -304,10 +304,7 @@ class RedisBackend:
     Keys carry the integration id as a hash tag, so one call's keys share a Redis Cluster slot."""
 
     def __init__(self, url: str, prefix: str = "ratelimit"):
-        import redis
-
-        self.redis = redis.Redis.from_url(url, socket_connect_timeout=shared_store.COMMAND_TIMEOUT_SECONDS,
-                                          socket_timeout=shared_store.COMMAND_TIMEOUT_SECONDS)
+        self.redis = shared_store.redis_client(url)
         self.prefix = prefix
         self.take_script = self.redis.register_script(TAKE_SCRIPT)
         self.settle_script = self.redis.register_script(SETTLE_SCRIPT)

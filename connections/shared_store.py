@@ -76,6 +76,20 @@ def guard():
     _outage.recovered()
 
 
+_clients = {}
+
+
+def redis_client(url: str | None = None) -> redis.Redis:
+    """This process's client of the shared store (one connection pool per URL, kept for the process's life: a client
+    per command, as Django's Redis cache makes, costs more than the command)."""
+    url = url or settings.RATE_LIMIT_REDIS_URL
+    client = _clients.get(url)
+    if client is None:
+        client = _clients.setdefault(url, redis.Redis.from_url(url, socket_connect_timeout=COMMAND_TIMEOUT_SECONDS,
+                                                               socket_timeout=COMMAND_TIMEOUT_SECONDS))
+    return client
+
+
 def shared_store_state() -> dict:
     """What the shared store is doing now, for operators: `{"store", "available", "detail"}` (pings Redis)."""
     url = settings.RATE_LIMIT_REDIS_URL

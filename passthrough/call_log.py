@@ -18,7 +18,7 @@ import time
 from django.conf import settings
 from django.db import IntegrityError, close_old_connections, connection as db_connection
 
-from connections.models import Connection, Integration, Organization
+from connections.models import Connection, Function, Integration, Organization
 from passthrough.models import FunctionCall
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ class CallLogWriter:
 
 def insert_rows(rows: list[FunctionCall]) -> int:
     """One multi-row INSERT. A row whose connection or integration was deleted in the meantime is written without it
-    (as the deletion would have done to a written row); one whose organization was deleted is not written (the
+    (as the deletion would have done to a written row), and so is one whose function was deleted; one whose organization was deleted is not written (the
     deletion removes its log), and that is logged."""
     try:
         FunctionCall.objects.bulk_create(rows)
@@ -137,11 +137,14 @@ def rows_with_live_references(rows: list[FunctionCall]) -> list[FunctionCall]:
     organizations = existing(Organization, (r.organization_id for r in rows))
     connections = existing(Connection, (r.connection_id for r in rows))
     integrations = existing(Integration, (r.integration_id for r in rows))
+    functions = existing(Function, (r.function_id for r in rows if isinstance(r.function_id, int)))
     for row in rows:
         if row.connection_id not in connections:
             row.connection = None
         if row.integration_id not in integrations:
             row.integration = None
+        if isinstance(row.function_id, int) and row.function_id not in functions:
+            row.function = None
     return [r for r in rows if r.organization_id in organizations]
 
 

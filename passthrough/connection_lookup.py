@@ -1,10 +1,13 @@
 """Finding the connection a native or Merge-style call is for, within the caller's organization."""
 
+from django.db.models import OuterRef, Subquery
+
 from connections import hot_cache
 from connections.authentication import bearer_token
 from connections.models import Connection, token_hash
 from integration_platform.errors import InvalidInput, NotAuthenticated, NotFound
 from integration_platform.validation import header_value, safe_id
+from passthrough.services import passthrough_function_ids
 
 ACCOUNT_TOKEN_HEADER = "X-Account-Token"
 
@@ -22,17 +25,19 @@ def connection_by_account_token(organization, token: str | None) -> Connection:
     """Missing → 400; unknown or another organization's → 401 (indistinguishable)."""
     if not token:
         raise InvalidInput("Invalid input.", ["X-Account-Token: This header is required."])
-    connection = hot_cache.connections.connection((organization.pk, token_hash(token)),
-                                                  lambda: connection_of_token(organization, token))
+    connection = hot_cache.connection((organization.pk, token_hash(token)), lambda: connection_of_token(organization, token))
     if connection is None:
         raise NotAuthenticated("Invalid account token.")
     return connection
 
 
 def connection_of_token(organization, token: str) -> Connection | None:
+    """With `passthrough_function_id`, which its call-log rows name."""
     try:
         # get(), not first(): a token names one connection, and first() would add an ORDER BY to every call.
-        return Connection.objects.for_account_token(token).select_related("integration").get(organization=organization)
+        return (Connection.objects.for_account_token(token).select_related("integration")
+                .annotate(passthrough_function_id=Subquery(passthrough_function_ids(OuterRef("integration_id"))[:1]))
+                .get(organization=organization))
     except Connection.DoesNotExist:
         return None
 

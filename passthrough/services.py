@@ -144,8 +144,9 @@ def function_call_row(exchange: client.Exchange, *, connection: Connection, dial
         organization_id=connection.organization_id,
         connection=connection,
         integration_id=connection.integration_id,
-        # Looked up by the INSERT itself: one statement less per call, and always the current row (admin may edit it).
-        function_id=function_id or Subquery(passthrough_function_ids(connection.integration_id)[:1]),
+        # Read with the connection (connection_lookup), else looked up by the INSERT itself: no statement of its own.
+        function_id=(function_id or getattr(connection, "passthrough_function_id", None)
+                     or Subquery(passthrough_function_ids(connection.integration_id)[:1])),
         dialect=dialect,
         mode=mode,
         method=exchange.method,

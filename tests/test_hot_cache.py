@@ -20,8 +20,7 @@ def cached(settings):
     if not settings.RATE_LIMIT_REDIS_URL:
         pytest.skip("The cache is used with a Redis CACHE_URL (the PostgreSQL + Redis leg).")
     settings.HOT_PATH_CACHE = True
-    hot_cache.api_keys.entries.clear()
-    hot_cache.connections.entries.clear()
+    hot_cache.clear()
 
 
 def test_a_warm_call_runs_no_sql_but_its_log_row(cached, alice, local_server, django_assert_max_num_queries):
