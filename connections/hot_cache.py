@@ -89,7 +89,8 @@ class HotCache:
         return generation
 
     def get(self, key, load):
-        """A copy of the entry for `key`, loaded by `load()` (which returns a model instance or None) on a miss."""
+        """A copy of the entry for `key`, loaded by `load()` (which returns a model instance, a list of them, or None)
+        on a miss."""
         if not enabled():
             return load()  # with the database cache, reading the generation would cost what `load` costs
         generation = self._current()
@@ -112,16 +113,23 @@ def enabled() -> bool:
     return bool(settings.HOT_PATH_CACHE and settings.RATE_LIMIT_REDIS_URL)
 
 
-def _copy(instance):
+def _copy(entry):
+    if isinstance(entry, list):
+        return [_copy(instance) for instance in entry]
+    return _copy_instance(entry)
+
+
+def _copy_instance(instance):
     """A copy of `instance` and of the related rows it holds (select_related)."""
     duplicate = copy.copy(instance)
     for name, related in instance._state.fields_cache.items():
         duplicate._state.fields_cache[name] = copy.copy(related) if related is not None else None
     # `last_used_at` is written at most once a resolution period (models.py): the first call to see it outdated
     # writes it (touch), the next ones see the cached row as just used.
-    now = timezone.now()
-    if last_used_outdated(instance.last_used_at, now):
-        instance.last_used_at = now
+    if hasattr(instance, "last_used_at"):
+        now = timezone.now()
+        if last_used_outdated(instance.last_used_at, now):
+            instance.last_used_at = now
     return duplicate
 
 
@@ -141,6 +149,21 @@ def connection(key, load):
     found = _cache.get(("connection", *key), load)
     if found is not None and enabled():
         found.integration_checked = True
+    return found
+
+
+def function(name: str, load):
+    """The callable function `name` (with its integration), or None; `load()` reads it on a miss."""
+    return _cache.get(("function", name), load)
+
+
+def end_user_connections(organization_id, integration_id, end_user_id, load) -> list:
+    """An end user's connections to one integration (Integry calls name the user, not the connection); `load()` reads
+    them on a miss."""
+    found = _cache.get(("end-user", organization_id, integration_id, end_user_id), load)
+    if enabled():
+        for connection in found:
+            connection.integration_checked = True
     return found
 
 

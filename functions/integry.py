@@ -8,12 +8,14 @@ against the function's own schema.
 from django.db.models import Q
 from django.urls import re_path
 
+from connections import hot_cache
 from connections.api.views import FUNCTION_TYPES
 from connections.models import Connection, Function, Integration
 from functions import services
 from integration_platform.errors import InvalidInput, NotFound, UpstreamTimeout
 from integration_platform.validation import safe_id
 from passthrough.api.passthrough_views import sync_timeout
+from passthrough.connection_lookup import PASSTHROUGH_FUNCTION_ID
 from passthrough.dialects import integry as dialect
 from passthrough.dialects.integry import CALL_REFUSED, Caller, connected_integration_ids, integry_endpoint, is_true, page
 from passthrough.models import FunctionCall
@@ -76,8 +78,9 @@ def functions_predict(request, caller, body):
 
 def connection_for_call(caller: Caller, integration: Integration, account_id: str) -> Connection:
     """The end user's connection to call with: the one named by `connected_account_id`, or their only active one."""
-    accounts = list(Connection.objects.filter(organization=caller.organization, integration=integration,
-                                              end_user_id=caller.user_id).select_related("integration").order_by("id"))
+    accounts = hot_cache.end_user_connections(caller.organization.pk, integration.pk, caller.user_id, lambda: list(
+        Connection.objects.filter(organization=caller.organization, integration=integration, end_user_id=caller.user_id)
+        .select_related("integration").annotate(passthrough_function_id=PASSTHROUGH_FUNCTION_ID).order_by("id")))
     if account_id:
         chosen = [c for c in accounts if c.pk == safe_id(account_id)]
         if not chosen:

@@ -16,7 +16,7 @@ from django.db import transaction
 from jsonschema import Draft202012Validator
 from rank_bm25 import BM25Okapi
 
-from connections import client
+from connections import client, hot_cache
 from connections.models import Connection, Function, Integration
 from functions import openapi
 from integration_platform.errors import InvalidInput, NotFound, PlatformError
@@ -256,7 +256,7 @@ def callable_functions():
 
 def callable_function(name: str) -> Function:
     """An enabled function of an enabled integration, or NotFound."""
-    function = (callable_functions().filter(name=name).first()
+    function = (hot_cache.function(name, lambda: callable_functions().filter(name=name).first())
                 if "\x00" not in name else None)  # a URL's %00 names nothing (and PostgreSQL refuses NUL in a query)
     if function is None:
         raise NotFound("Function not found.")

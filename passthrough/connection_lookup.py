@@ -10,6 +10,8 @@ from integration_platform.validation import header_value, safe_id
 from passthrough.services import passthrough_function_ids
 
 ACCOUNT_TOKEN_HEADER = "X-Account-Token"
+# Annotates a connection with the id of its integration's passthrough function, which its call-log rows name.
+PASSTHROUGH_FUNCTION_ID = Subquery(passthrough_function_ids(OuterRef("integration_id"))[:1])
 
 
 def account_token(request) -> str | None:
@@ -25,18 +27,20 @@ def connection_by_account_token(organization, token: str | None) -> Connection:
     """Missing → 400; unknown or another organization's → 401 (indistinguishable)."""
     if not token:
         raise InvalidInput("Invalid input.", ["X-Account-Token: This header is required."])
-    connection = hot_cache.connection((organization.pk, token_hash(token)), lambda: connection_of_token(organization, token))
+    connection = hot_cache.connection(("token", organization.pk, token_hash(token)),
+                                      lambda: callable_connection(organization, Connection.objects.for_account_token(token)))
     if connection is None:
         raise NotAuthenticated("Invalid account token.")
     return connection
 
 
-def connection_of_token(organization, token: str) -> Connection | None:
-    """With `passthrough_function_id`, which its call-log rows name."""
+def callable_connection(organization, connections) -> Connection | None:
+    """The organization's one connection of `connections`, with its integration and `passthrough_function_id`, or
+    None."""
     try:
-        # get(), not first(): a token names one connection, and first() would add an ORDER BY to every call.
-        return (Connection.objects.for_account_token(token).select_related("integration")
-                .annotate(passthrough_function_id=Subquery(passthrough_function_ids(OuterRef("integration_id"))[:1]))
+        # get(), not first(): a token or an id names one connection, and first() would add an ORDER BY to every call.
+        return (connections.select_related("integration")
+                .annotate(passthrough_function_id=PASSTHROUGH_FUNCTION_ID)
                 .get(organization=organization))
     except Connection.DoesNotExist:
         return None
@@ -44,12 +48,11 @@ def connection_of_token(organization, token: str) -> Connection | None:
 
 def connection_by_id(organization, connection_id) -> Connection:
     pk = safe_id(connection_id)
-    if pk is None:
+    connection = None if pk is None else hot_cache.connection(
+        ("id", organization.pk, pk), lambda: callable_connection(organization, Connection.objects.filter(pk=pk)))
+    if connection is None:
         raise NotFound("Connection not found.")
-    try:
-        return Connection.objects.select_related("integration").get(organization=organization, pk=pk)
-    except Connection.DoesNotExist:
-        raise NotFound("Connection not found.") from None
+    return connection
 
 
 def native_connection(request, payload) -> Connection:

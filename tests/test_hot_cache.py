@@ -1,15 +1,20 @@
 """API keys and connections cached in each process (connections/hot_cache.py), invalidated through the Redis of
 CACHE_URL: a warm call reads neither from the database, and a write takes effect on the next call in every process."""
 
+import hashlib
+import hmac
 import json
 import os
 from http.client import HTTPConnection
+from pathlib import Path
 
 import pytest
+from django.core.management import call_command
+from django.test import Client
 from django.utils import timezone
 
 from connections import hot_cache
-from connections.models import ApiKey
+from connections.models import ApiKey, Connection, Function
 from tests.factories import make_api_key, make_connection
 from tests.network import local_integration, passthrough
 from tests.servers import platform_serve, shared_database_url
@@ -62,6 +67,72 @@ def test_the_admin_revoke_action_takes_effect_on_the_next_call(cached, alice, ad
     admin_client.post("/admin/connections/apikey/", {"action": "revoke", "_selected_action": [alice.api_key.pk]})
     assert ApiKey.objects.get(pk=alice.api_key.pk).revoked_at is not None
     assert passthrough(alice, token, method="GET", path="/ping").status_code == 401
+
+
+# --- Every surface ------------------------------------------------------------------------------------------------
+
+ZOO = Path(__file__).resolve().parent / "fixtures" / "openapi" / "zoo-3.1.json"
+
+
+def integry_headers(tenant, user_id="user-1") -> dict:
+    digest = hmac.new(tenant.key.encode(), user_id.encode(), hashlib.sha256).hexdigest()
+    return {"App-Key": tenant.api_key.key_id, "User-ID": user_id, "Hash": digest}
+
+
+def surface_calls(tenant, connection, token) -> dict:
+    """One call per surface for `connection`, each returning its response."""
+    json_post = {"content_type": "application/json"}
+    return {
+        "native": lambda: passthrough(tenant, token, method="GET", path="/v2/animals"),
+        "typed": lambda: tenant.client.post("/api/v1/functions/zoo-list-animals", {}, format="json",
+                                            HTTP_X_ACCOUNT_TOKEN=token),
+        "merge": lambda: tenant.client.post("/merge/api/crm/v1/passthrough", {"method": "GET", "path": "/v2/animals"},
+                                            format="json", HTTP_X_ACCOUNT_TOKEN=token),
+        "unified": lambda: Client().get(f"/unified/passthrough/{connection.pk}/v2/animals",
+                                        HTTP_AUTHORIZATION=tenant.key),
+        "integry": lambda: Client().post("/integry/functions/zoo-passthrough-request/call/",
+                                         json.dumps({"method": "GET", "url": "/v2/animals"}),
+                                         headers=integry_headers(tenant), **json_post),
+    }
+
+
+@pytest.fixture
+def zoo_connection(cached, alice, local_server):
+    integration = local_integration(local_server.url, slug="zoo")
+    call_command("import_openapi", "--integration", "zoo", str(ZOO), stdout=open(os.devnull, "w"))
+    return make_connection(alice.organization, integration)
+
+
+@pytest.mark.parametrize("surface", ["native", "typed", "merge", "unified", "integry"])
+def test_a_warm_call_on_every_surface_runs_no_sql_but_its_log_row(zoo_connection, alice, surface,
+                                                                  django_assert_max_num_queries):
+    connection, token = zoo_connection
+    call = surface_calls(alice, connection, token)[surface]
+    assert call().status_code == 200
+    with django_assert_max_num_queries(5) as captured:
+        assert call().status_code == 200
+    assert [q["sql"].split(" (")[0] for q in captured] == ['INSERT INTO "passthrough_functioncall"']
+
+
+@pytest.mark.parametrize("surface, refused", [("native", 401), ("typed", 401), ("merge", 401), ("unified", 404),
+                                              ("integry", 400)])
+def test_deleting_the_connection_takes_effect_on_the_next_call_on_every_surface(zoo_connection, alice, surface,
+                                                                                refused):
+    connection, token = zoo_connection
+    call = surface_calls(alice, connection, token)[surface]
+    assert call().status_code == 200
+    Connection.objects.filter(pk=connection.pk).delete()
+    assert call().status_code == refused
+
+
+def test_disabling_a_function_takes_effect_on_the_next_call(zoo_connection, alice):
+    connection, token = zoo_connection
+    call = surface_calls(alice, connection, token)["typed"]
+    assert call().status_code == 200
+    function = Function.objects.get(name="zoo-list-animals")
+    function.enabled = False
+    function.save()
+    assert call().status_code == 404
 
 
 # --- Two real servers on one Redis -----------------------------------------------------------------------------------

@@ -22,8 +22,10 @@ from django.http import JsonResponse
 from django.urls import re_path
 from django.views.decorators.csrf import csrf_exempt
 
+from connections import hot_cache
+from connections.authentication import active_api_key
 from connections.crypto import DecryptionError
-from connections.models import ApiKey, Connection, Integration, Organization
+from connections.models import Connection, Integration, Organization
 from integration_platform.errors import (
     InvalidInput,
     NotAuthenticated,
@@ -83,7 +85,8 @@ def authenticate(request) -> Caller:
     # PostgreSQL text cannot hold NUL: such values could never match, and must not reach a query.
     if not (KEY_ID.fullmatch(app_key) and user_id and given) or CONTROL.search(user_id):
         raise NotAuthenticated(AUTH_FAILED)
-    api_key = ApiKey.objects.active().select_related("organization").filter(key_id=app_key.decode("latin-1")).first()
+    key_id = app_key.decode("latin-1")
+    api_key = hot_cache.api_key(key_id, lambda: active_api_key(key_id))
     if api_key is None:
         raise NotAuthenticated(AUTH_FAILED)
     if not api_key.key_ciphertext:
@@ -95,6 +98,7 @@ def authenticate(request) -> Caller:
     expected = hmac.new(secret.encode(), user_id, hashlib.sha256).hexdigest().encode()
     if not hmac.compare_digest(expected, given.lower()):
         raise NotAuthenticated(AUTH_FAILED)
+    api_key.touch()
     try:
         user = user_id.decode("utf-8")
     except UnicodeDecodeError:
