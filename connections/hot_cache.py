@@ -6,7 +6,13 @@ Correctness does not rest on a TTL. Every write that changes what a call may do 
 connection created, deleted, re-authed or paused, an integration, its functions or an organization edited — bumps one
 generation value in the shared store (the Redis of CACHE_URL), at once and again when its transaction commits. A request
 reads that value once, at its first lookup (its later lookups use the same reading); a process whose entries were made
-under another value drops them all, so the change takes effect on the next request in every process. Entries are only
+under another value drops them all, so the change takes effect on the next request in every process.
+
+The calls that go upstream read it in the same round trip as their rate-limit permit: views marked with
+`@checked_at_permit` use the entries under the value this process last read, and the limiter's script compares that
+value with the store's before it takes a permit. If they differ, nothing is sent: `Stale` is raised and the
+`LookupsCheckedAtPermit` middleware runs the request again, reading the store first. An answer such a view gives
+without taking a permit (an error, a GET) is checked with one read before it goes out. Entries are only
 used under a value this process read from the store: after the store was emptied, a fresh value is set and everything
 is read again. When the store cannot be read, lookups go to the database, as without the cache. In local mode (the
 database cache) there is no cache: reading a generation from the database would cost what the lookup costs.
@@ -14,7 +20,6 @@ database cache) there is no cache: reading a generation from the database would 
 Each call gets its own copy of the cached rows, so that nothing a call does to them reaches another call.
 """
 
-import copy
 import logging
 import threading
 import uuid
@@ -22,6 +27,7 @@ import uuid
 from django.conf import settings
 from django.core.signals import request_finished, request_started
 from django.db import transaction
+from django.db.models.base import ModelState
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
@@ -46,6 +52,13 @@ def bump() -> None:
     except shared_store.STORE_ERRORS as exc:
         raise shared_store.unavailable(exc) from None
     transaction.on_commit(_bump_after_commit)
+
+
+class Stale(BaseException):
+    """The generation a request's lookups used is no longer the store's: nothing was sent, run the request again.
+
+    A BaseException, so that no `except Exception` between the limiter and the middleware (DRF's, Django's, a
+    dialect's error handler) turns it into an error answer."""
 
 
 def _set_new_generation() -> None:
@@ -74,6 +87,9 @@ class HotCache:
         generation = getattr(self.request, "generation", None)
         if generation is not None:
             return generation
+        if getattr(self.request, "checked_at_permit", False) and self.generation is not None:
+            self.request.generation = self.request.unchecked = self.generation
+            return self.generation
         try:
             generation = shared_store.redis_client().get(GENERATION_KEY)
             if generation is None:
@@ -120,10 +136,14 @@ def _copy(entry):
 
 
 def _copy_instance(instance):
-    """A copy of `instance` and of the related rows it holds (select_related)."""
-    duplicate = copy.copy(instance)
-    for name, related in instance._state.fields_cache.items():
-        duplicate._state.fields_cache[name] = copy.copy(related) if related is not None else None
+    """A copy of `instance` and of the related rows it holds (select_related). Built by hand: copy.copy goes through
+    the model's pickling protocol, which costs several times more."""
+    duplicate = object.__new__(type(instance))
+    duplicate.__dict__.update(instance.__dict__)
+    state = duplicate._state = ModelState()
+    state.db, state.adding = instance._state.db, instance._state.adding
+    state.fields_cache = {name: _copy_instance(related) if related is not None else None
+                          for name, related in instance._state.fields_cache.items()}
     # `last_used_at` is written at most once a resolution period (models.py): the first call to see it outdated
     # writes it (touch), the next ones see the cached row as just used.
     if hasattr(instance, "last_used_at"):
@@ -178,11 +198,74 @@ def _bump_on_write(sender, **kwargs):
 
 
 def _request_started(**kwargs):
-    _cache.request.generation, _cache.request.in_request = None, True
+    _forget_reading()
+    _cache.request.in_request, _cache.request.run_again = True, False
 
 
 def _request_finished(**kwargs):
-    _cache.request.generation, _cache.request.in_request = None, False
+    _forget_reading()
+    _cache.request.in_request, _cache.request.run_again = False, False
+
+
+def _forget_reading() -> None:
+    state = _cache.request
+    state.generation = state.unchecked = None
+    state.checked_at_permit = False
+
+
+# --- One round trip: the generation checked with the permit ---------------------------------------------------------
+
+def checked_at_permit(view):
+    """Mark a view (class or function) whose lookups may be checked by the rate-limit permit's script."""
+    view.lookups_checked_at_permit = True
+    return view
+
+
+def unchecked_generation() -> str | None:
+    """The generation this request's lookups used without reading the store, if not checked since."""
+    return getattr(_cache.request, "unchecked", None)
+
+
+def checked() -> None:
+    """The store's generation was found equal to `unchecked_generation()` (by the permit's script)."""
+    _cache.request.unchecked = None
+
+
+class LookupsCheckedAtPermit:
+    """Middleware: runs a `@checked_at_permit` view with its lookups checked by its permit, and runs it again, with
+    the store read first, when they were stale (see the module docstring)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        try:
+            response = self.get_response(request)
+        except Stale:
+            return self._again(request)
+        generation = unchecked_generation()
+        if generation is not None and not self._current(generation):
+            return self._again(request)
+        return response
+
+    @staticmethod
+    def process_view(request, view_func, view_args, view_kwargs):
+        view = getattr(view_func, "view_class", view_func)
+        if enabled() and getattr(view, "lookups_checked_at_permit", False) and not getattr(_cache.request, "run_again", False):
+            request.body  # noqa: B018 - read now, so that a second run can parse it again
+            _cache.request.checked_at_permit = True
+
+    @staticmethod
+    def _current(generation) -> bool:
+        try:
+            return shared_store.redis_client().get(GENERATION_KEY) == generation
+        except shared_store.STORE_ERRORS:
+            return False
+
+    def _again(self, request):
+        _forget_reading()
+        _cache.request.run_again = True  # reading the store first, as any request
+        return self.get_response(request)
 
 
 def connect_signals():

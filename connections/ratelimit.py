@@ -35,7 +35,7 @@ from django.db import transaction
 from django.db.models import Count, F, Value
 from django.db.models.functions import Greatest
 
-from connections import shared_store
+from connections import hot_cache, shared_store
 from connections.catalog import validate_rate_limits
 from connections.models import Integration, RateLimitScope, RateLimitSend
 from integration_platform import metrics
@@ -182,8 +182,8 @@ class DatabaseBackend:
     """Local mode: the log is a table. SQLite's write lock (transactions BEGIN IMMEDIATE) or the scope rows' locks
     on PostgreSQL make each decision one at a time."""
 
-    def take(self, now: float, pauses, checks, until: float) -> tuple[float, object]:
-        longest = _longest_per_scope(checks)
+    def take(self, now: float, pauses, checks, until: float, generation=None) -> tuple[float, object]:
+        longest = _longest_per_scope(checks)  # `generation` is never set in local mode: no hot cache
         if not longest:
             return self._paused_for(pauses, now), None
         with transaction.atomic():
@@ -251,10 +251,12 @@ class DatabaseBackend:
 
 
 TAKE_SCRIPT = """
--- KEYS: P pause keys, then L log keys. ARGV: now, member, P, L, until, L longest windows, then (log, allowance, per)
--- triples. A send is recorded with the score `until`.
+-- KEYS: P pause keys, then L log keys, then the hot cache's generation key. ARGV: now, member, P, L, until, the
+-- generation the caller's lookups used ('' if checked already), L longest windows, then (log, allowance, per) triples.
+-- A send is recorded with the score `until`. 'stale': the generation is not the caller's, nothing recorded.
 local now, p, l = tonumber(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local untl = tonumber(ARGV[5])
+if ARGV[6] ~= '' and redis.call('GET', KEYS[p + l + 1]) ~= ARGV[6] then return 'stale' end
 local wait = 0
 for i = 1, p do
   local paused = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
@@ -262,9 +264,9 @@ for i = 1, p do
 end
 if wait > 0 then return string.format('%.17g', wait) end
 for j = 1, l do
-  redis.call('ZREMRANGEBYSCORE', KEYS[p + j], '-inf', string.format('%.17g', now - tonumber(ARGV[5 + j])))
+  redis.call('ZREMRANGEBYSCORE', KEYS[p + j], '-inf', string.format('%.17g', now - tonumber(ARGV[6 + j])))
 end
-for i = 6 + l, #ARGV, 3 do
+for i = 7 + l, #ARGV, 3 do
   local key, allowance, per = KEYS[p + tonumber(ARGV[i])], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   local since = string.format('(%.17g', now - per)
   local count = redis.call('ZCOUNT', key, since, '+inf')
@@ -277,7 +279,7 @@ end
 if wait > 0 then return string.format('%.17g', wait) end
 for j = 1, l do
   redis.call('ZADD', KEYS[p + j], ARGV[5], ARGV[2])
-  redis.call('PEXPIRE', KEYS[p + j], math.ceil((untl - now + tonumber(ARGV[5 + j])) * 1000) + 1000)
+  redis.call('PEXPIRE', KEYS[p + j], math.ceil((untl - now + tonumber(ARGV[6 + j])) * 1000) + 1000)
 end
 return '0'
 """
@@ -301,7 +303,8 @@ return 0
 class RedisBackend:
     """Scale-out: a sorted set of send times per scope, trimmed, counted and added to in one Lua script.
 
-    Keys carry the integration id as a hash tag, so one call's keys share a Redis Cluster slot."""
+    Keys carry the integration id as a hash tag; a take also reads the hot cache's generation key (one round trip
+    for both), so the store is one Redis, not a Cluster."""
 
     def __init__(self, url: str, prefix: str = "ratelimit"):
         self.redis = shared_store.redis_client(url)
@@ -316,16 +319,22 @@ class RedisBackend:
     def _connection_keys(self, kind: str, integration_id) -> list:
         return list(self.redis.scan_iter(f"{self.prefix}:{{{integration_id}}}:{kind}:connection:*"))
 
-    def take(self, now: float, pauses, checks, until: float) -> tuple[float, object]:
+    def take(self, now: float, pauses, checks, until: float, generation=None) -> tuple[float, object]:
+        """`generation`: the hot cache generation the caller's lookups used, checked in the same round trip (raises
+        hot_cache.Stale if it is not the store's)."""
         longest = _longest_per_scope(checks)
         logs = list(longest)
         member = uuid.uuid4().hex
-        args = [repr(now), member, len(pauses), len(logs), repr(until), *(repr(longest[s]) for s in logs)]
+        args = [repr(now), member, len(pauses), len(logs), repr(until), generation or "", *(repr(longest[s]) for s in logs)]
         for scope, allowance, per_seconds in checks:
             args += [logs.index(scope) + 1, allowance, repr(per_seconds)]
         log_keys = [self._key("log", s) for s in logs]
+        keys = [self._key("pause", s) for s in pauses] + log_keys + [hot_cache.GENERATION_KEY]
         with shared_store.guard():
-            wait = float(self.take_script(keys=[self._key("pause", s) for s in pauses] + log_keys, args=args))
+            answer = self.take_script(keys=keys, args=args)
+        if answer == b"stale":
+            raise hot_cache.Stale()
+        wait = float(answer)
         return wait, ((log_keys, member) if wait <= 0 and log_keys else None)
 
     def settle(self, handle, until: float) -> None:
@@ -409,7 +418,9 @@ class Limiter:
         started = self.clock()
         while True:
             now = self.clock()
-            wait, handle = self.backend.take(now, [integration_scope, connection_scope], checks, now + self.margin())
+            wait, handle = self.backend.take(now, [integration_scope, connection_scope], checks, now + self.margin(),
+                                             generation=hot_cache.unchecked_generation())
+            hot_cache.checked()
             if wait <= 0:
                 metrics.LIMITER_WAIT_SECONDS.labels(connection.integration.slug, priority).observe(now - started)
                 return Ticket(handle, now, now - started)

@@ -101,6 +101,7 @@ def connection_for_call(caller: Caller, integration: Integration, account_id: st
     return active[0]
 
 
+@hot_cache.checked_at_permit
 @integry_endpoint
 def function_call(request, caller, body, name):
     function = function_named(name)

@@ -6,6 +6,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from connections import hot_cache
 from connections.api.serializers import FunctionSerializer
 from functions import services
 from integration_platform.errors import InvalidInput, UpstreamTimeout
@@ -20,6 +21,7 @@ FunctionCallResponse = inline_serializer("FunctionCallResponse", {
 })
 
 
+@hot_cache.checked_at_permit
 class FunctionView(APIView):
     """`GET` a function; `POST` calls it for the connection named by `X-Account-Token`."""
 

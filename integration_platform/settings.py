@@ -71,6 +71,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "integration_platform.middleware.RefuseNulBytes",
     "integration_platform.middleware.LimitRequestBody",
+    "connections.hot_cache.LookupsCheckedAtPermit",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

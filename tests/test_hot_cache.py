@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import json
 import os
+import uuid
 from http.client import HTTPConnection
 from pathlib import Path
 
@@ -13,8 +14,8 @@ from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
-from connections import hot_cache
-from connections.models import ApiKey, Connection, Function
+from connections import hot_cache, shared_store
+from connections.models import ApiKey, Connection, Function, Integration
 from tests.factories import make_api_key, make_connection
 from tests.network import local_integration, passthrough
 from tests.servers import platform_serve, shared_database_url
@@ -67,6 +68,65 @@ def test_the_admin_revoke_action_takes_effect_on_the_next_call(cached, alice, ad
     admin_client.post("/admin/connections/apikey/", {"action": "revoke", "_selected_action": [alice.api_key.pk]})
     assert ApiKey.objects.get(pk=alice.api_key.pk).revoked_at is not None
     assert passthrough(alice, token, method="GET", path="/ping").status_code == 401
+
+
+# --- One round trip: the generation checked by the permit's script --------------------------------------------------
+
+@pytest.fixture
+def redis_commands(monkeypatch):
+    """The names of the commands this process sends to Redis, as a list that fills up."""
+    import redis
+
+    sent = []
+    original = redis.Redis.execute_command
+
+    def recording(self, *args, **options):
+        sent.append(str(args[0]).upper())
+        return original(self, *args, **options)
+
+    monkeypatch.setattr(redis.Redis, "execute_command", recording)
+    return sent
+
+
+def written_elsewhere(update) -> None:
+    """A write made by another process: a raw UPDATE (no signal here), then its bump of the generation."""
+    update()
+    shared_store.redis_client().set(hot_cache.GENERATION_KEY, uuid.uuid4().hex)
+
+
+def test_a_warm_call_makes_one_round_trip_to_the_shared_store(cached, alice, local_server, redis_commands):
+    _, token = make_connection(alice.organization, local_integration(local_server.url))
+    assert passthrough(alice, token, method="GET", path="/ping").status_code == 200
+    redis_commands.clear()
+    assert passthrough(alice, token, method="GET", path="/ping").status_code == 200
+    assert redis_commands == ["EVALSHA"]
+
+
+def test_a_key_revoked_elsewhere_is_refused_by_the_permit_and_nothing_is_sent(cached, alice, local_server):
+    _, token = make_connection(alice.organization, local_integration(local_server.url))
+    assert passthrough(alice, token, method="GET", path="/ping").status_code == 200
+    sent = len(local_server.requests)
+    written_elsewhere(lambda: ApiKey.objects.filter(pk=alice.api_key.pk).update(revoked_at=timezone.now()))
+    assert passthrough(alice, token, method="GET", path="/ping").status_code == 401
+    assert len(local_server.requests) == sent
+
+
+def test_an_integration_edited_elsewhere_is_called_once_at_its_new_address(cached, alice, local_server):
+    connection, token = make_connection(alice.organization, local_integration(local_server.url))
+    assert passthrough(alice, token, method="GET", path="/ping").status_code == 200
+    sent = len(local_server.requests)
+    written_elsewhere(lambda: Integration.objects.filter(pk=connection.integration_id).update(
+        base_url=local_server.url + "/moved"))
+    assert passthrough(alice, token, method="GET", path="/ping").status_code == 200
+    assert [r.path for r in local_server.requests[sent:]] == ["/moved/ping"]
+
+
+def test_an_answer_given_without_a_permit_is_checked_before_it_goes_out(cached, alice, local_server):
+    _, token = make_connection(alice.organization, local_integration(local_server.url))
+    assert passthrough(alice, token, method="GET", path="/ping").status_code == 200
+    assert passthrough(alice, token, method="BOGUS", path="/ping").status_code == 400
+    written_elsewhere(lambda: ApiKey.objects.filter(pk=alice.api_key.pk).update(revoked_at=timezone.now()))
+    assert passthrough(alice, token, method="BOGUS", path="/ping").status_code == 401
 
 
 # --- Every surface ------------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from connections import hot_cache
 from integration_platform.errors import UpstreamTimeout, native_body
 from passthrough import async_passthrough, envelopes, services
 from passthrough.connection_lookup import caller_secrets, native_connection
@@ -41,6 +42,7 @@ def sync_timeout(exc: UpstreamTimeout, request) -> UpstreamTimeout:
     return UpstreamTimeout(f"The upstream did not answer within the synchronous limit; use async passthrough: POST {async_url}")
 
 
+@hot_cache.checked_at_permit
 class PassthroughView(APIView):
     """Call any path of a connected account's API; its credentials are added. HTTP 200 whatever the upstream status."""
 

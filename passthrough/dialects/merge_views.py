@@ -22,7 +22,7 @@ from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from connections import connect
+from connections import connect, hot_cache
 from connections.connect_views import connect_url
 from connections.models import Connection
 from connections.services import connection_delete
@@ -254,6 +254,7 @@ def sync_resync(connection, category: str) -> list[dict]:
 
 # --- Views ---------------------------------------------------------------------------------------------------------
 
+@hot_cache.checked_at_permit
 class PassthroughView(MergeView):
     """Call any path of the connected account's API; HTTP 200 with the upstream status inside."""
 

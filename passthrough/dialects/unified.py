@@ -23,7 +23,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import serializers
 from rest_framework.views import APIView
 
-from connections import client
+from connections import client, hot_cache
 from connections.authentication import api_key_from_secret, bearer_token
 from connections.models import Connection
 from integration_platform.errors import (ConnectionUnusable, InvalidInput, NotAuthenticated, PlatformError,
@@ -230,6 +230,7 @@ PASSTHROUGH_SCHEMA = extend_schema(
 )
 
 
+@hot_cache.checked_at_permit
 class PassthroughView(APIView):
     """`/unified/passthrough/{connection_id}/{path}`, any of METHODS.
 
