@@ -78,12 +78,15 @@ class CallLogWriter:
                 close_old_connections()
 
     def write_pending(self) -> int:
-        """Write every queued row, one INSERT per batch; returns how many. On a failure the unwritten rows stay queued
-        (in order) and the error is raised."""
+        """Write the rows queued now, one INSERT per batch; returns how many. Rows that come meanwhile wait for the
+        next flush (writing until the queue is empty would, under load, make an INSERT of a row or two every few
+        milliseconds). On a failure the unwritten rows stay queued (in order) and the error is raised."""
         written = 0
         with self.write_lock:
-            while self.rows:
-                batch = [self.rows.popleft() for _ in range(min(len(self.rows), settings.FUNCTION_CALL_LOG_BATCH_ROWS))]
+            queued = len(self.rows)
+            while queued > 0:
+                batch = [self.rows.popleft() for _ in range(min(queued, settings.FUNCTION_CALL_LOG_BATCH_ROWS))]
+                queued -= len(batch)
                 try:
                     written += insert_rows(batch)
                 except BaseException:
@@ -101,7 +104,8 @@ class CallLogWriter:
         self.thread = None
         for attempt in range(1, EXIT_ATTEMPTS + 1):
             try:
-                self.write_pending()
+                while self.rows:  # rows of calls still answering are written too
+                    self.write_pending()
                 return
             except Exception:  # noqa: BLE001 - logged below, then tried again
                 log.exception("Function-call log: flushing %d row(s) at exit failed (try %d of %d).",
@@ -114,9 +118,9 @@ class CallLogWriter:
 
 
 def insert_rows(rows: list[FunctionCall]) -> int:
-    """One multi-row INSERT. A row whose connection or integration was deleted in the meantime is written without it
-    (as the deletion would have done to a written row), and so is one whose function was deleted; one whose organization was deleted is not written (the
-    deletion removes its log), and that is logged."""
+    """One multi-row INSERT. A row whose connection, integration or function was deleted in the meantime is written
+    without it (as the deletion would have done to a written row); one whose organization was deleted is not written
+    (the deletion removes its log), and that is logged."""
     try:
         FunctionCall.objects.bulk_create(rows)
         return len(rows)

@@ -12,6 +12,7 @@ from unittest import mock
 import pytest
 from django.db import OperationalError
 
+from connections.models import Function
 from passthrough import call_log
 from passthrough.models import FunctionCall
 from tests.factories import make_connection
@@ -96,6 +97,32 @@ def test_a_row_of_a_connection_deleted_before_the_write_is_kept_without_it(alice
     assert writer.write_pending() == 1
     row = FunctionCall.objects.get()
     assert row.connection_id is None and row.organization_id == alice.organization.pk
+
+
+def test_a_row_of_a_function_deleted_before_the_write_is_kept_without_it(alice, local_server, writer):
+    connection, token = make_connection(alice.organization, local_integration(local_server.url))
+    assert passthrough(alice, token, method="GET", path="/ping").status_code == 200
+    Function.objects.filter(integration=connection.integration).delete()
+    assert writer.write_pending() == 1
+    assert FunctionCall.objects.get().function_id is None
+
+
+def test_a_flush_writes_the_rows_queued_when_it_starts_in_one_insert(alice, local_server, writer):
+    """Rows of calls answered while it writes wait for the next flush: under load, draining the queue would make an
+    INSERT of a row or two every few milliseconds."""
+    _, token = make_connection(alice.organization, local_integration(local_server.url))
+    for _ in range(3):
+        assert passthrough(alice, token, method="GET", path="/ping").status_code == 200
+    inserts, original = [], call_log.insert_rows
+
+    def insert_while_a_call_answers(rows):
+        inserts.append(len(rows))
+        writer.rows.append(writer.rows[0] if writer.rows else rows[0])  # a call answered meanwhile
+        return original(rows)
+
+    with mock.patch.object(call_log, "insert_rows", insert_while_a_call_answers):
+        assert writer.write_pending() == 3
+    assert inserts == [3] and writer.pending() == 1
 
 
 # --- A real server restarted gracefully under load -------------------------------------------------------------------
