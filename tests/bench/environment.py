@@ -81,6 +81,16 @@ def platform_env(tmp: Path, **extra) -> dict:
     return env
 
 
+def embedded_env(env: dict, tmp: Path) -> dict:
+    """The embedded default (`make run`): the settings' own defaults for storage, i.e. no CACHE_URL (database cache
+    `dbcache://platform_cache`, rate limits in the database, no hot cache), no DRAMATIQ_BROKER_URL (StubBroker; `serve`
+    runs a job worker and the scheduler inside each web process), and SQLite (WAL) — here a file of this run's temp
+    dir instead of var/db.sqlite3. Secrets, log level and access log as `env` (the primary serve's)."""
+    out = {k: v for k, v in env.items() if k not in ("CACHE_URL", "DRAMATIQ_BROKER_URL")}
+    out["DATABASE_URL"] = f"sqlite:///{tmp / 'embedded.sqlite3'}"
+    return out
+
+
 def make_secrets(tmp: Path) -> dict:
     from cryptography.fernet import Fernet
 
@@ -124,8 +134,8 @@ def manage_json(env: dict, *args, timeout: float = 300) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def load_fixtures(env: dict, tmp: Path, upstream_url: str) -> dict:
-    log("migrating the bench database")
+def load_fixtures(env: dict, tmp: Path, upstream_url: str, label: str = "bench") -> dict:
+    log(f"migrating the {label} database")
     run_checked([PY, "manage.py", "migrate", "--noinput"], env=env, timeout=600, what="migrate")
     catalog = tmp / "catalog.json"
     catalog.write_text(json.dumps({"integrations": [{
@@ -143,8 +153,9 @@ def load_fixtures(env: dict, tmp: Path, upstream_url: str) -> dict:
             {"name": "resource", "in": "path", "required": True, "schema": {"type": "string"}}],
             "responses": {"200": {"description": "ok"}}}}}}))
     manage_json(env, "import_openapi", "--integration", "bench", str(document))
-    log(f"catalog loaded ({loaded}), API key {key['key_id']}, connection {connection['id']}")
-    return {"api_key": key["key"], "account_token": connection["account_token"], "connection_id": connection["id"]}
+    log(f"{label}: catalog loaded ({loaded}), API key {key['key_id']}, connection {connection['id']}")
+    return {"api_key": key["key"], "key_id": key["key_id"], "account_token": connection["account_token"],
+            "connection_id": connection["id"]}
 
 
 # --- Machine facts -------------------------------------------------------------------------------------------------

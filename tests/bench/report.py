@@ -4,6 +4,7 @@ import math
 from pathlib import Path
 
 from tests.bench import profiling
+from tests.bench.bench_a import ROW_ORDER, SURFACES
 
 
 def f(value, digits=2, unit=""):
@@ -34,12 +35,21 @@ def targets(data: dict) -> list[tuple[str, str, object]]:
         rows.append(("A: added p50 latency at concurrency 1 ≤ 2 ms", f"{f(added)} ms",
                      None if added is None else added <= 2.0))
         rows.append(("A: throughput at concurrency 8 ≥ 40 % of direct", pct(tput), None if tput is None else tput >= 0.40))
-        if 8 in r and "floor" in r[8]:
-            for name in ("ours", "typed"):
-                if name in r[8]:
-                    share = r[8][name]["throughput_ratio"] / r[8]["floor"]["throughput_ratio"]
-                    rows.append((f"A ({name}): throughput at concurrency 8 ≥ 50 % of the floor proxy's", pct(share),
-                                 share >= 0.50))
+        # Issue 13: on every API surface, added p50 at concurrency 1 ≤ 2 ms and ≥ 50 % of the floor's throughput at 8.
+        for name in SURFACES:
+            if 1 in r and name in r[1]:
+                added = r[1][name]["added_p50"]
+                rows.append((f"A ({name}): added p50 latency at concurrency 1 ≤ 2 ms", f"{f(added)} ms", added <= 2.0))
+            if 8 in r and "floor" in r[8] and name in r[8]:
+                share = r[8][name]["throughput_ratio"] / r[8]["floor"]["throughput_ratio"]
+                rows.append((f"A ({name}): throughput at concurrency 8 ≥ 50 % of the floor proxy's", pct(share),
+                             share >= 0.50))
+        # The embedded default: no target, its figures side by side (no regression from one run to the next).
+        if 1 in r and 8 in r and "embedded" in r[1] and "embedded" in r[8]:
+            share = r[8]["embedded"].get("throughput_vs_floor")
+            rows.append(("A (embedded: SQLite, no Redis; no target): added p50 at concurrency 1 / throughput at "
+                         "concurrency 8 vs the floor proxy's",
+                         f"{f(r[1]['embedded']['added_p50'])} ms / {pct(share)}", None))
     b = data.get("b")
     if b and "overhead_p50" in b:
         rows.append((f"B: async p50 overhead (enqueue → result, minus upstream) ≤ 50 ms — {b['latency']['requests']} "
@@ -151,7 +161,8 @@ def write(path: Path, data: dict) -> None:
     m = data["machine"]
     L = []
     w = L.append
-    w("# Benchmarks: native passthrough (issue #4), async passthrough (issue #5), rate limits (issue #6) and syncing (issue #8)\n")
+    w("# Benchmarks: native passthrough and every API surface (issues #4 and 13), async passthrough (issue #5), rate "
+      "limits (issue #6) and syncing (issue #8)\n")
     w(f"- **Date:** {data['date']} (run took {data['elapsed_min']:.1f} min)")
     w(f"- **Command:** `{data.get('command') or 'make bench'}` (`make bench` = `.venv/bin/python -m tests.bench.run`; "
       "options: `--help`)")
@@ -176,7 +187,7 @@ def write(path: Path, data: dict) -> None:
     a = data.get("a")
     if a:
         s = a["setup"]
-        w("## A. Passthrough latency and throughput\n")
+        w("## A. Passthrough latency and throughput, on every API surface\n")
         w(f"- **Upstream:** `tests/bench/upstream.py` (minimal WSGI app, 41-byte JSON body) under gunicorn gthread "
           f"{s['upstream']}, keep-alive 75 s.")
         w(f"- **Ours:** `manage.py serve` {s['serve']} (gthread), DEBUG=false, LOG_LEVEL=WARNING, SERVE_ACCESS_LOG=false, "
@@ -187,30 +198,37 @@ def write(path: Path, data: dict) -> None:
         if s.get("floor"):
             w(f"- **floor:** the least a Python proxy costs: {s['floor']}; the same request and answer envelope as "
               "ours, without authentication, rate limits, SSRF guard or call log.")
+        if s.get("embedded"):
+            w(f"- **embedded:** {s['embedded']}.")
         w(f"- **Client:** {s['client']}. Direct and nginx: `GET /ping` (the very call our passthrough makes upstream).")
+        if s.get("targets"):
+            w("- **Rows** (every surface of ours makes the same upstream call, `GET /ping`): "
+              + "; ".join(f"`{name}`: {desc}" for name, desc in sorted(
+                  s["targets"].items(), key=lambda kv: ROW_ORDER.index(kv[0]) if kv[0] in ROW_ORDER else 99)) + ".")
         w(f"- **Method:** per concurrency, a {s['warmup']:.0f} s warm-up per target, then {s['rounds']} rounds × "
           f"{s['seconds']:.0f} s per target, interleaved (order rotates each round). Figures are medians over rounds; "
           "`requests` is the total over rounds; req/s range in brackets.\n")
-        w("| conc. | target | requests | errors | p50 ms | p90 ms | p99 ms | req/s [min–max] | added p50 ms | added p99 ms | throughput vs direct |")
-        w("| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |")
+        w("| conc. | target | requests | errors | p50 ms | p90 ms | p99 ms | req/s [min–max] | added p50 ms | added p99 ms | throughput vs direct | throughput vs floor |")
+        w("| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |")
         for c, by_target in a["results"].items():
-            for name in ("direct", "floor", "ours", "before", "typed", "nginx"):
+            for name in ROW_ORDER:
                 if name not in by_target:
                     continue
                 r, q = by_target[name], a["ratios"][c][name]
                 w(f"| {c} | {name} | {r['requests']} | {r['errors']} | {f(r['p50'], 3)} | {f(r['p90'], 3)} | {f(r['p99'], 3)} | "
                   f"{f(r['rps'], 0)} [{f(r['rps_min'], 0)}–{f(r['rps_max'], 0)}] | {signed(q['added_p50'], 3)} | "
-                  f"{signed(q['added_p99'], 3)} | {pct(q['throughput_ratio'])} |")
+                  f"{signed(q['added_p99'], 3)} | {pct(q['throughput_ratio'])} | {pct(q.get('throughput_vs_floor'))} |")
         w("")
         if any("cpu_proxy_ms" in r for bt in a["results"].values() for r in bt.values()):
             w("**CPU per request** (ms of CPU time, user + system, from /proc, medians over rounds): the proxy's "
               "process tree, the upstream's, and the PostgreSQL backends serving the bench database. wrk and Redis are "
-              "not counted. With 2 cores, `2000 / total` bounds the requests per second this set of processes can "
-              "serve when CPU-bound.\n")
+              "not counted. `embedded` has no PostgreSQL: its SQLite work is inside its serve process tree (proxy). "
+              "With 2 cores, `2000 / total` bounds the requests per second this set of processes can serve when "
+              "CPU-bound.\n")
             w("| conc. | target | proxy | upstream | PostgreSQL | total | 2000 / total (req/s) |")
             w("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
             for c, by_target in a["results"].items():
-                for name in ("direct", "floor", "ours", "before", "typed", "nginx"):
+                for name in ROW_ORDER:
                     r = by_target.get(name)
                     if not r or "cpu_proxy_ms" not in r:
                         continue
@@ -259,7 +277,7 @@ def write(path: Path, data: dict) -> None:
             w("| conc. | target | requests | p50 ms | p99 ms | req/s | added p50 ms | throughput vs direct |")
             w("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
             for c, by_target in sl["results"].items():
-                for name in ("direct", "floor", "ours", "before", "typed", "nginx"):
+                for name in ROW_ORDER:
                     if name in by_target:
                         r, q = by_target[name], sl["ratios"][c][name]
                         w(f"| {c} | {name} | {r['requests']} | {f(r['p50'], 3)} | {f(r['p99'], 3)} | {f(r['rps'], 0)} | "

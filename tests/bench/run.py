@@ -1,9 +1,11 @@
-"""`make bench`: benchmarks A (native passthrough vs direct vs nginx), B (async passthrough), syncing
+"""`make bench`: benchmarks A (every API surface — native passthrough, typed function, Merge, Unified, Integry — and
+the embedded default, vs direct, the floor proxy and nginx), B (async passthrough), syncing
 (tests/bench/sync_bench.py, database `bench_sync`, Redis dbs 11/10) and rate limits (tests/bench/ratelimit_bench.py,
 database `bench_ratelimit`, Redis dbs 9/8), → RESULTS.md.
 
 Everything runs on 127.0.0.1 on free ports: an upstream (gunicorn), nginx, our `manage.py serve`, the Dramatiq
-worker, PostgreSQL database `bench` (dropped and recreated), Redis dbs 13 (broker) and 12 (cache), flushed. Every
+worker, PostgreSQL database `bench` (dropped and recreated), Redis dbs 13 (broker) and 12 (cache), flushed; and a
+second `serve` with the embedded default's settings (SQLite file in the temp dir, no Redis) for A's `embedded` row. Every
 process started here is stopped at the end, also on failure or Ctrl-C. Loops are bounded in count and time.
 
     .venv/bin/python -m tests.bench.run --help
@@ -22,7 +24,7 @@ import time
 import traceback
 from pathlib import Path
 
-from tests.bench import bench_a, bench_b, environment, functions_bench, profiling, report
+from tests.bench import bench_a, bench_b, environment, functions_bench, outbound_bench, profiling, report
 from tests.bench.loadgen import have_wrk, run_load
 from tests.bench.procs import PY, Procs, log, run_checked
 from tests.bench.servers import check_passthrough, start_floor, start_nginx, start_serve, start_upstream, UPSTREAM_THREADS, UPSTREAM_WORKERS
@@ -201,20 +203,37 @@ def main(argv=None) -> int:
         meter_db = environment.bench_db()
         meter = bench_a.CpuMeter(upstream.pid, meter_db)
         direct = bench_a.direct_target(up_port)
-        ours = bench_a.ours_target(serve_port, fixtures["api_key"], fixtures["account_token"], pid=serve.pid)
-        typed = bench_a.typed_target(serve_port, fixtures["api_key"], fixtures["account_token"], pid=serve.pid)
+        key, token = fixtures["api_key"], fixtures["account_token"]
+        ours = bench_a.ours_target(serve_port, key, token, pid=serve.pid)
+        # Every API surface of the primary serve, each making the same upstream call (`GET /ping`).
+        surfaces = [bench_a.typed_target(serve_port, key, token, pid=serve.pid),
+                    bench_a.merge_target(serve_port, key, token, pid=serve.pid),
+                    bench_a.unified_target(serve_port, key, fixtures["connection_id"], pid=serve.pid),
+                    bench_a.integry_target(serve_port, key, pid=serve.pid)]
+        for t in surfaces:
+            t.check()
         floor_proc, floor_port = start_floor(procs, up_port, workers=primary["workers"], threads=primary["threads"])
         floor = bench_a.floor_target(floor_port, pid=floor_proc.pid)
+        before = []
         if args.before:
             before_proc, before_port = start_serve(procs, env, name="serve-before", cwd=checkout(args.before, tmp),
                                                    **serve_kwargs(primary))
-            check_passthrough(before_port, fixtures["api_key"], fixtures["account_token"])
+            check_passthrough(before_port, key, token)
             data["before_commit"] = args.before
-            typed = [typed, bench_a.ours_target(before_port, fixtures["api_key"], fixtures["account_token"],
-                                                name="before", pid=before_proc.pid)]
-        else:
-            typed = [typed]
-        targets = [direct, floor, ours, *typed] + ([bench_a.nginx_target(nginx_port, pid=nginx_pid)] if nginx_port else [])
+            before = [bench_a.ours_target(before_port, key, token, name="before", pid=before_proc.pid)]
+        embedded, emb_proc = [], None
+        if not args.skip_a:
+            # The embedded default (`make run`): its own SQLite database and fixtures, no Redis; same upstream, same
+            # gunicorn workers × threads and access-log setting as the primary serve.
+            emb_env = environment.embedded_env(env, tmp)
+            emb_fixtures = environment.load_fixtures(emb_env, tmp, f"http://127.0.0.1:{up_port}", label="embedded")
+            emb_proc, emb_port = start_serve(procs, emb_env, name="serve-embedded", workers=primary["workers"],
+                                             threads=primary["threads"], access_log=primary["access_log"])
+            embedded = [bench_a.embedded_target(emb_port, emb_fixtures["api_key"], emb_fixtures["account_token"],
+                                                pid=emb_proc.pid)]
+            embedded[0].check()
+        targets = ([direct, floor, ours, *before, *surfaces, *embedded]
+                   + ([bench_a.nginx_target(nginx_port, pid=nginx_pid)] if nginx_port else []))
         a = None
         if not args.skip_a:
             a = {"setup": {"upstream": f"{UPSTREAM_WORKERS} workers × {UPSTREAM_THREADS} threads",
@@ -227,21 +246,39 @@ def main(argv=None) -> int:
                            "rounds": args.rounds, "seconds": args.seconds, "warmup": args.warmup}}
             a["setup"]["floor"] = (f"bare Django + pooled urllib3 (tests/bench/floor.py) under gunicorn "
                                    f"{primary['workers']} × {primary['threads']} gthread, access log off")
-            log("A: direct / floor / ours / typed / nginx at concurrency 1 and 8")
+            a["setup"]["embedded"] = (f"a second `manage.py serve` with the `make run` defaults for storage: SQLite "
+                                      f"(WAL) file in the temp dir, no CACHE_URL (database cache, rate limits in the "
+                                      f"database, no hot cache), no DRAMATIQ_BROKER_URL (in-process job worker and "
+                                      f"scheduler in each web process); {primary['label']}; its own migrated database, "
+                                      f"API key and connection, the same upstream")
+            a["setup"]["targets"] = {t.name: bench_a.DESCRIPTIONS.get(t.name, t.name) for t in targets}
+            log(f"A: {' / '.join(t.name for t in targets)} at concurrency 1 and 8")
             a["results"] = bench_a.interleaved(targets, client=client, concurrencies=(1, 8), rounds=args.rounds,
                                                seconds=args.seconds, warmup=args.warmup, script_dir=tmp, meter=meter)
             a["ratios"] = bench_a.ratios(a["results"])
+            if emb_proc is not None:  # its in-process job worker and scheduler: not left running beside B, sync...
+                procs.stop(emb_proc)
             typed_in_process = functions_bench.measure(20000)
             data["notes"].append(f"Typed function (`typed` row: `POST /api/v1/functions/bench-get-resource`, the same "
                                  f"`GET /ping` upstream): validation + request building alone, in-process, p50 "
                                  f"{typed_in_process['p50_us']:.0f} µs (tests/bench/functions_bench.py).")
+            outbound = outbound_bench.measure(up_port)
+            data["notes"].append(
+                "The outbound request alone (tests/bench/outbound_bench.py: in-process, keep-alive `GET /ping` to the "
+                "same upstream, body read; CPU per call / p50 wall, medians of 5 interleaved rounds): our client's "
+                "transport (a prepared request through requests' adapter, our deadline and size cap) "
+                f"{outbound['client']['cpu_us']:.0f} / {outbound['client']['p50_us']:.0f} µs; a `requests.Session` "
+                f"(before) {outbound['session']['cpu_us']:.0f} / {outbound['session']['p50_us']:.0f} µs; urllib3 used "
+                f"directly {outbound['urllib3']['cpu_us']:.0f} / {outbound['urllib3']['p50_us']:.0f} µs.")
             data["a"] = a
             try:
                 a["census"] = census(env, fixtures)
                 data["notes"] += census_notes(a["census"])
             except Exception as exc:  # noqa: BLE001 - optional section
                 data["errors"].append(f"query census failed: {exc}")
-            missed = (a["ratios"][1]["ours"]["added_p50"] > 2.0 or a["ratios"][8]["ours"]["throughput_ratio"] < 0.40)
+            missed = (a["ratios"][1]["ours"]["added_p50"] > 2.0 or a["ratios"][8]["ours"]["throughput_ratio"] < 0.40
+                      or any(a["ratios"][1][n]["added_p50"] > 2.0 or a["ratios"][8][n].get("throughput_vs_floor", 1) < 0.50
+                             for n in bench_a.SURFACES if n in a["ratios"][1] and n in a["ratios"][8]))
             if args.profile == "always" or (args.profile == "auto" and missed):
                 try:
                     a["profile"] = profile_serve(args, serve, ours, client, tmp)
@@ -363,7 +400,7 @@ def main(argv=None) -> int:
         else:
             log(f"logs and raw data kept in {tmp}")
     for name, measured, met in report.targets(data):
-        log(f"target {name}: {measured} → {'met' if met else 'NOT met'}")
+        log(f"target {name}: {measured} → {'no target' if met is None else 'met' if met else 'NOT met'}")
     return 0
 
 

@@ -1,5 +1,7 @@
 """The benchmark's servers, each on a free loopback port: upstream (gunicorn), nginx, our `serve`, the job worker."""
 
+import hashlib
+import hmac
 import json
 import os
 from pathlib import Path
@@ -103,6 +105,55 @@ def passthrough_request(api_key: str, account_token: str, path: str = "/ping") -
     body = json.dumps({"method": "GET", "path": path}).encode()
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {api_key}", "X-Account-Token": account_token}
     return body, headers
+
+
+# --- The API surfaces of issue 13, each calling the upstream's `GET <path>` (default /ping) -------------------------
+# Each returns (method, request path, body, headers), the exact request benchmark A sends.
+
+def merge_request(api_key: str, account_token: str, path: str = "/ping") -> tuple[str, str, bytes, dict]:
+    """Merge dialect: `POST /merge/api/crm/v1/passthrough`, Bearer key and X-Account-Token."""
+    body = json.dumps({"method": "GET", "path": path}).encode()
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {api_key}", "X-Account-Token": account_token}
+    return "POST", "/merge/api/crm/v1/passthrough", body, headers
+
+
+def unified_request(api_key: str, connection_id, path: str = "/ping") -> tuple[str, str, None, dict]:
+    """Unified dialect: `GET /unified/passthrough/<connection id><path>`, the raw key as the SDK sends it."""
+    return "GET", f"/unified/passthrough/{connection_id}{path}", None, {"Authorization": api_key}
+
+
+INTEGRY_USER_ID = "u1"  # the end user of the bench connection (environment.load_fixtures: --end-user u1)
+
+
+def integry_function_name(slug: str = "bench") -> str:
+    """The integration's passthrough function (connections.models.Integration.passthrough_function_name)."""
+    return f"{slug}-passthrough-request"
+
+
+def integry_request(api_key: str, path: str = "/ping", user_id: str = INTEGRY_USER_ID,
+                    slug: str = "bench") -> tuple[str, str, bytes, dict]:
+    """Integry dialect: call the passthrough function, signed as the Integry SDK signs (App-Key = the key's id, the
+    part before the first ".", Hash = hex HMAC-SHA256 of the User-ID under the full key)."""
+    body = json.dumps({"method": "GET", "url": path}).encode()
+    headers = {"Content-Type": "application/json", "App-Key": api_key.split(".", 1)[0], "User-ID": user_id,
+               "Hash": hmac.new(api_key.encode(), user_id.encode(), hashlib.sha256).hexdigest()}
+    return "POST", f"/integry/functions/{integry_function_name(slug)}/call/", body, headers
+
+
+def check_surface(port: int, what: str, method: str, path: str, body: bytes | None, headers: dict,
+                  upstream_status) -> bytes:
+    """Fail loudly (with the answer) unless `method path` answers 200 and `upstream_status(content)` is 200, i.e. the
+    call reached the upstream and the upstream said 200."""
+    status, content = http_request(port, method, path, body, headers)
+    if status != 200:
+        raise RuntimeError(f"{what}: {method} {path} answered {status}: {content[:500]!r}")
+    try:
+        inner = upstream_status(content)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise RuntimeError(f"{what}: {method} {path}: unexpected answer ({exc!r}): {content[:500]!r}") from None
+    if inner != 200:
+        raise RuntimeError(f"{what}: {method} {path} did not get the upstream's 200 (got {inner!r}): {content[:500]!r}")
+    return content
 
 
 def check_passthrough(port: int, api_key: str, account_token: str) -> dict:
