@@ -12,10 +12,10 @@ The calls that go upstream read it in the same round trip as their rate-limit pe
 `@checked_at_permit` use the entries under the value this process last read, and the limiter's script compares that
 value with the store's before it takes a permit. If they differ, nothing is sent: `Stale` is raised and the
 `LookupsCheckedAtPermit` middleware runs the request again, reading the store first. An answer such a view gives
-without taking a permit (an error, a GET) is checked with one read before it goes out. Entries are only
-used under a value this process read from the store: after the store was emptied, a fresh value is set and everything
-is read again. When the store cannot be read, lookups go to the database, as without the cache. In local mode (the
-database cache) there is no cache: reading a generation from the database would cost what the lookup costs.
+without taking a permit (an error, a GET) is checked with one read before it goes out. So every answer was given under
+the store's current value: after the store was emptied, a fresh value is set and everything is read again. When the
+store cannot be read, lookups go to the database, as without the cache. In local mode (the database cache) there is
+no cache: reading a generation from the database would cost what the lookup costs.
 
 Each call gets its own copy of the cached rows, so that nothing a call does to them reaches another call.
 """
@@ -251,7 +251,8 @@ class LookupsCheckedAtPermit:
     @staticmethod
     def process_view(request, view_func, view_args, view_kwargs):
         view = getattr(view_func, "view_class", view_func)
-        if enabled() and getattr(view, "lookups_checked_at_permit", False) and not getattr(_cache.request, "run_again", False):
+        marked = getattr(view, "lookups_checked_at_permit", False)
+        if enabled() and marked and not getattr(_cache.request, "run_again", False):
             request.body  # noqa: B018 - read now, so that a second run can parse it again
             _cache.request.checked_at_permit = True
 

@@ -1,11 +1,11 @@
 """The function-call log of sync calls, written off the request path (FUNCTION_CALL_LOG_MODE=batched, the default).
 
-A sync call hands its redacted row to this process's writer and answers; a writer thread INSERTs the rows in one
-multi-row statement every FUNCTION_CALL_LOG_FLUSH_SECONDS or FUNCTION_CALL_LOG_BATCH_ROWS rows, whichever comes first.
-Rows are flushed when a `serve` worker exits gracefully (SIGTERM, `serve` shutdown, max-requests recycling: gunicorn's
-`worker_exit` hook) and at interpreter exit. A write that fails (database down) is logged and retried with the same
-rows; they stay in memory until written. What a hard crash (SIGKILL, power loss) can lose is the rows not yet written:
-at most one flush interval of calls. FUNCTION_CALL_LOG_MODE=sync writes each row before the call answers.
+A sync call hands its row to this process's writer and answers; a writer thread builds the rows (redaction and size
+caps) and INSERTs them in one multi-row statement every FUNCTION_CALL_LOG_FLUSH_SECONDS or FUNCTION_CALL_LOG_BATCH_ROWS
+rows, whichever comes first. Rows are flushed when a `serve` worker exits gracefully (SIGTERM, `serve` shutdown,
+max-requests recycling: gunicorn's `worker_exit` hook) and at interpreter exit. A write that fails (database down) is
+logged and retried with the same rows; they stay in memory until written. What a hard crash (SIGKILL, power loss) can
+lose is the rows not yet written: at most one flush interval of calls. FUNCTION_CALL_LOG_MODE=sync writes each row before the call answers.
 """
 
 import atexit
@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 
 from django.conf import settings
 from django.db import IntegrityError, close_old_connections, connection as db_connection
@@ -42,9 +43,10 @@ class CallLogWriter:
         self.pid = None
         self.stopping = False
 
-    def submit(self, row: FunctionCall) -> None:
+    def submit(self, build: Callable[[], FunctionCall]) -> None:
+        """Queue the row of one call, which `build()` makes in the writer."""
         with self.ready:
-            self.rows.append(row)
+            self.rows.append(build)
             if self.thread is None or self.pid != os.getpid():  # first row, or first row after a fork
                 self._start()
             if len(self.rows) >= settings.FUNCTION_CALL_LOG_BATCH_ROWS:
@@ -88,7 +90,7 @@ class CallLogWriter:
                 batch = [self.rows.popleft() for _ in range(min(queued, settings.FUNCTION_CALL_LOG_BATCH_ROWS))]
                 queued -= len(batch)
                 try:
-                    written += insert_rows(batch)
+                    written += insert_rows(built(batch))
                 except BaseException:
                     self.rows.extendleft(reversed(batch))
                     raise
@@ -115,6 +117,16 @@ class CallLogWriter:
         if self.rows:
             log.error("Function-call log: %d row(s) LOST at process exit: the database could not be written.",
                       self.pending())
+
+
+def built(builders) -> list[FunctionCall]:
+    rows = []
+    for build in builders:
+        try:
+            rows.append(build())
+        except Exception:  # noqa: BLE001 - a bug in building one row must not stop the others
+            log.exception("Function-call log: a row could not be built and is not written.")
+    return rows
 
 
 def insert_rows(rows: list[FunctionCall]) -> int:

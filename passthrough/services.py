@@ -4,6 +4,7 @@ Every surface (native, Integry, Merge, Unified) parses its own request shape, th
 """
 
 import dataclasses
+import functools
 import json
 import math
 import time
@@ -50,8 +51,8 @@ def passthrough_execute(*, connection: Connection, method: str, target: client.T
                            timeout=timeout if timeout is not None else settings.SYNC_PASSTHROUGH_TIMEOUT,
                            priority=priority, permit_wait=permit_wait)
     if mode == FunctionCall.MODE_SYNC and call_log.batched():
-        call_log.writer.submit(function_call_row(exchange, connection=connection, dialect=dialect, mode=mode,
-                                                 extra_secrets=extra_secrets, function_id=function_id))
+        call_log.writer.submit(functools.partial(function_call_row, exchange, connection=connection, dialect=dialect,
+                                                 mode=mode, extra_secrets=extra_secrets, function_id=function_id))
     else:
         function_call_record(exchange, connection=connection, dialect=dialect, mode=mode, extra_secrets=extra_secrets,
                              function_id=function_id)
