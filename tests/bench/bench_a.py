@@ -15,7 +15,8 @@ from tests.bench.servers import check_surface, integry_request, merge_request, p
 
 # Row order of A's tables, and the API surfaces issue 13 sets targets for (each must add ≤ 2 ms p50 at concurrency 1
 # and keep ≥ 50 % of the floor proxy's throughput at concurrency 8). `embedded` and `before` are reported, no target.
-ROW_ORDER = ("direct", "floor", "ours", "before", "typed", "merge", "unified", "integry", "embedded", "nginx")
+ROW_ORDER = ("direct", "floor", "ours", "before", "typed", "merge", "unified", "integry", "embedded", "before embedded",
+             "nginx")
 SURFACES = ("ours", "typed", "merge", "unified", "integry")
 DESCRIPTIONS = {
     "direct": "`GET /ping` on the upstream itself",
@@ -31,6 +32,7 @@ DESCRIPTIONS = {
     "integry": "Integry dialect: `POST /integry/functions/bench-passthrough-request/call/` "
                "`{\"method\":\"GET\",\"url\":\"/ping\"}`, `App-Key`, `User-ID: u1`, `Hash` (HMAC-SHA256)",
     "embedded": "the embedded default (`make run` settings: SQLite, no Redis, in-process job worker): native passthrough",
+    "before embedded": "the embedded default of the older checkout (`--before`), same SQLite database",
     "nginx": "nginx reverse proxy: `GET /ping`",
 }
 
@@ -111,9 +113,9 @@ def ours_target(port: int, api_key: str, token: str, upstream_path="/ping", name
                   upstream_status=_json_field("status"), uses_pg=uses_pg)
 
 
-def embedded_target(port: int, api_key: str, token: str, upstream_path="/ping", pid=None) -> Target:
+def embedded_target(port: int, api_key: str, token: str, upstream_path="/ping", name="embedded", pid=None) -> Target:
     """The embedded default's native passthrough (its own SQLite database, API key and account token)."""
-    return ours_target(port, api_key, token, upstream_path, name="embedded", pid=pid, uses_pg=False)
+    return ours_target(port, api_key, token, upstream_path, name=name, pid=pid, uses_pg=False)
 
 
 def floor_target(port: int, upstream_path="/ping", pid=None) -> Target:

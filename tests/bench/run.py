@@ -214,24 +214,32 @@ def main(argv=None) -> int:
             t.check()
         floor_proc, floor_port = start_floor(procs, up_port, workers=primary["workers"], threads=primary["threads"])
         floor = bench_a.floor_target(floor_port, pid=floor_proc.pid)
-        before = []
+        before, before_dir = [], None
         if args.before:
-            before_proc, before_port = start_serve(procs, env, name="serve-before", cwd=checkout(args.before, tmp),
+            before_dir = checkout(args.before, tmp)
+            before_proc, before_port = start_serve(procs, env, name="serve-before", cwd=before_dir,
                                                    **serve_kwargs(primary))
             check_passthrough(before_port, key, token)
             data["before_commit"] = args.before
             before = [bench_a.ours_target(before_port, key, token, name="before", pid=before_proc.pid)]
-        embedded, emb_proc = [], None
+        embedded, emb_procs = [], []
         if not args.skip_a:
             # The embedded default (`make run`): its own SQLite database and fixtures, no Redis; same upstream, same
             # gunicorn workers × threads and access-log setting as the primary serve.
             emb_env = environment.embedded_env(env, tmp)
             emb_fixtures = environment.load_fixtures(emb_env, tmp, f"http://127.0.0.1:{up_port}", label="embedded")
-            emb_proc, emb_port = start_serve(procs, emb_env, name="serve-embedded", workers=primary["workers"],
-                                             threads=primary["threads"], access_log=primary["access_log"])
+            emb_serve = {"workers": primary["workers"], "threads": primary["threads"], "access_log": primary["access_log"]}
+            emb_proc, emb_port = start_serve(procs, emb_env, name="serve-embedded", **emb_serve)
+            emb_procs.append(emb_proc)
             embedded = [bench_a.embedded_target(emb_port, emb_fixtures["api_key"], emb_fixtures["account_token"],
                                                 pid=emb_proc.pid)]
-            embedded[0].check()
+            if before_dir:  # the older checkout on the same SQLite file: the embedded default's before and after
+                emb_proc, emb_port = start_serve(procs, emb_env, name="serve-before-embedded", cwd=before_dir, **emb_serve)
+                emb_procs.append(emb_proc)
+                embedded.append(bench_a.embedded_target(emb_port, emb_fixtures["api_key"], emb_fixtures["account_token"],
+                                                        name="before embedded", pid=emb_proc.pid))
+            for target in embedded:
+                target.check()
         targets = ([direct, floor, ours, *before, *surfaces, *embedded]
                    + ([bench_a.nginx_target(nginx_port, pid=nginx_pid)] if nginx_port else []))
         a = None
@@ -256,7 +264,7 @@ def main(argv=None) -> int:
             a["results"] = bench_a.interleaved(targets, client=client, concurrencies=(1, 8), rounds=args.rounds,
                                                seconds=args.seconds, warmup=args.warmup, script_dir=tmp, meter=meter)
             a["ratios"] = bench_a.ratios(a["results"])
-            if emb_proc is not None:  # its in-process job worker and scheduler: not left running beside B, sync...
+            for emb_proc in emb_procs:  # their in-process job workers and schedulers: not left running beside B...
                 procs.stop(emb_proc)
             typed_in_process = functions_bench.measure(20000)
             data["notes"].append(f"Typed function (`typed` row: `POST /api/v1/functions/bench-get-resource`, the same "
