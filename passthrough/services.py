@@ -50,6 +50,7 @@ def passthrough_execute(*, connection: Connection, method: str, target: client.T
     exchange = client.send(connection, method_checked(method), target, headers, body,
                            timeout=timeout if timeout is not None else settings.SYNC_PASSTHROUGH_TIMEOUT,
                            priority=priority, permit_wait=permit_wait)
+    call_counted(exchange, connection, dialect, mode)
     if mode == FunctionCall.MODE_SYNC and call_log.batched():
         call_log.writer.submit(functools.partial(function_call_row, exchange, connection=connection, dialect=dialect,
                                                  mode=mode, extra_secrets=extra_secrets, function_id=function_id))
@@ -115,6 +116,7 @@ def function_call_record(exchange: client.Exchange, *, connection: Connection, d
 def verify_call_record(exchange: client.Exchange, probe: Connection) -> None:
     """Log the connect flow's `verify` request of typed credentials, redacted like any call. `probe` is unsaved: the
     connection being re-linked (its id), or none yet."""
+    call_counted(exchange, probe, FunctionCall.DIALECT_NATIVE, FunctionCall.MODE_SYNC)
     call = function_call_row(exchange, connection=probe, dialect=FunctionCall.DIALECT_NATIVE, mode=FunctionCall.MODE_SYNC)
     if probe.pk is None:
         call.connection = None
@@ -126,11 +128,17 @@ def passthrough_function_ids(integration_id):
     return Function.objects.filter(integration_id=integration_id, type=Function.TYPE_PASSTHROUGH).order_by("name").values("pk")
 
 
+def call_counted(exchange: client.Exchange, connection: Connection, dialect: str, mode: str) -> None:
+    """Count an executed call in the metrics, on the caller's path: the log row may be built later, in the writer
+    thread, and a scrape right after the answer must see the call."""
+    response = exchange.response
+    metrics.call_logged(connection.integration.slug, dialect, mode, response.status if response else None, exchange.duration_ms)
+
+
 def function_call_row(exchange: client.Exchange, *, connection: Connection, dialect: str, mode: str,
                       extra_secrets=(), store_bodies: bool = True, function_id: int | None = None) -> FunctionCall:
     """The unsaved log row of an executed call, redacted and size-capped (syncing writes its rows in bulk)."""
     response = exchange.response
-    metrics.call_logged(connection.integration.slug, dialect, mode, response.status if response else None, exchange.duration_ms)
     # Besides the injected credentials: whatever the caller or the upstream put in secret headers or parameters
     # (Cookie, Set-Cookie, a caller's own Authorization...), so that an echo of it in a body is redacted as well.
     harvested = harvested_secrets(exchange.url, [exchange.request_headers.items(), response.headers if response else []])

@@ -25,7 +25,7 @@ from connections.retry_policy import sync_page_policy
 from integration_platform import metrics
 from integration_platform.errors import ConnectionUnusable, PlatformError, RateLimited
 from passthrough.models import FunctionCall
-from passthrough.services import function_call_row, passthrough_function_ids
+from passthrough.services import call_counted, function_call_row, passthrough_function_ids
 from syncing.models import Record, SyncRun, SyncState
 from syncing.pagination import PaginationError, dig, first_page, next_page
 from syncing.spec import SyncModelSpec
@@ -132,6 +132,7 @@ class CallLog:
         self.connection, self.rows, self.written_at = connection, [], time.monotonic()
 
     def add(self, exchange) -> FunctionCall:
+        call_counted(exchange, self.connection, FunctionCall.DIALECT_SYNC, FunctionCall.MODE_BACKGROUND)
         row = function_call_row(exchange, connection=self.connection, dialect=FunctionCall.DIALECT_SYNC,
                                 mode=FunctionCall.MODE_BACKGROUND, store_bodies=settings.SYNC_LOG_BODIES)
         self.rows.append(row)

@@ -11,6 +11,7 @@ from unittest import mock
 
 import pytest
 from django.db import OperationalError
+from prometheus_client import REGISTRY
 
 from connections.models import Function
 from passthrough import call_log
@@ -50,6 +51,16 @@ def test_a_batched_row_is_written_after_the_answer_with_the_same_content_as_a_sy
     assert batched_row == sync_row
     assert "s3cr3t-query" not in json.dumps(batched_row) and "caller-secret" not in json.dumps(batched_row)
     assert batched_row["function_id"] is not None
+
+
+def test_a_batched_call_is_counted_in_the_metrics_when_answered_not_when_its_row_is_written(alice, local_server, writer):
+    _, token = make_connection(alice.organization, local_integration(local_server.url, slug="counted-early"))
+    labels = {"integration": "counted-early", "surface": "native/sync", "outcome": "success"}
+    assert passthrough(alice, token, method="GET", path="/ping").status_code == 200
+    assert writer.pending() == 1
+    assert REGISTRY.get_sample_value("platform_upstream_calls_total", labels) == 1
+    writer.write_pending()
+    assert REGISTRY.get_sample_value("platform_upstream_calls_total", labels) == 1
 
 
 def test_a_failed_write_keeps_the_rows_logs_the_failure_and_writes_them_when_the_database_is_back(

@@ -35,7 +35,7 @@ def test_metrics_token_is_required_when_set(client, settings):
 @pytest.mark.django_db
 def test_calls_are_counted_by_integration_surface_and_outcome(client, settings, alice, integration):
     from connections import client as outbound
-    from passthrough.services import function_call_row
+    from passthrough.services import call_counted
 
     settings.METRICS_ENABLED = True
     connection, _ = make_connection(alice.organization, integration)
@@ -44,7 +44,7 @@ def test_calls_are_counted_by_integration_surface_and_outcome(client, settings, 
     exchange = outbound.Exchange(method="GET", url="https://api.acme.test/v1/x", request_headers={}, request_body=b"",
                                  started_at=timezone.now(), duration_ms=120,
                                  response=outbound.UpstreamResponse(status=503, headers=[], body=b""))
-    function_call_row(exchange, connection=connection, dialect="merge", mode="async")
+    call_counted(exchange, connection, "merge", "async")
     after = samples(client.get("/metrics").content.decode(), "platform_upstream_calls_total").get(key, 0)
     assert after == before + 1
 
