@@ -5,7 +5,8 @@ caps) and INSERTs them in one multi-row statement every FUNCTION_CALL_LOG_FLUSH_
 rows, whichever comes first. Rows are flushed when a `serve` worker exits gracefully (SIGTERM, `serve` shutdown,
 max-requests recycling: gunicorn's `worker_exit` hook) and at interpreter exit. A write that fails (database down) is
 logged and retried with the same rows; they stay in memory until written. What a hard crash (SIGKILL, power loss) can
-lose is the rows not yet written: at most one flush interval of calls. FUNCTION_CALL_LOG_MODE=sync writes each row before the call answers.
+lose is the rows not yet written: one flush interval of calls, more while a write keeps failing.
+FUNCTION_CALL_LOG_MODE=sync writes each row before the call answers.
 """
 
 import atexit
